@@ -1,17 +1,110 @@
-#include "util/json.h"
-
-#undef JSMN_HEADER
+/* the one translation unit that compiles jsmn's implementation */
+#define JSMN_STRICT
 #include <jsmn.h>
+#include "util/json.h"
 
 #include <math.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
+/* A strict RFC 8259 syntax check; jsmn alone accepts a few malformed texts
+ * ({"a": }, trailing commas). Returns the offset of the first error or -1. */
+typedef struct { const char *s; size_t n, i; int depth; } vscan;
+static void vws(vscan *v) { while (v->i < v->n && strchr(" \t\r\n", v->s[v->i]) && v->s[v->i]) v->i++; }
+static bool vvalue(vscan *v);
+static bool vstring(vscan *v) {
+    if (v->i >= v->n || v->s[v->i] != '"') return false;
+    v->i++;
+    while (v->i < v->n) {
+        unsigned char c = (unsigned char)v->s[v->i++];
+        if (c == '"') return true;
+        if (c < 0x20) return false;
+        if (c == '\\') {
+            if (v->i >= v->n) return false;
+            char e = v->s[v->i++];
+            if (e == 'u') {
+                for (int k = 0; k < 4; k++, v->i++)
+                    if (v->i >= v->n || !strchr("0123456789abcdefABCDEF", v->s[v->i]) || !v->s[v->i]) return false;
+            } else if (!strchr("\"\\/bfnrt", e) || !e) return false;
+        }
+    }
+    return false;
+}
+static bool vdigits(vscan *v) {
+    size_t st = v->i;
+    while (v->i < v->n && v->s[v->i] >= '0' && v->s[v->i] <= '9') v->i++;
+    return v->i > st;
+}
+static bool vnumber(vscan *v) {
+    if (v->i < v->n && v->s[v->i] == '-') v->i++;
+    if (v->i < v->n && v->s[v->i] == '0') v->i++;
+    else if (!vdigits(v)) return false;
+    if (v->i < v->n && v->s[v->i] == '.') { v->i++; if (!vdigits(v)) return false; }
+    if (v->i < v->n && (v->s[v->i] == 'e' || v->s[v->i] == 'E')) {
+        v->i++;
+        if (v->i < v->n && (v->s[v->i] == '+' || v->s[v->i] == '-')) v->i++;
+        if (!vdigits(v)) return false;
+    }
+    return true;
+}
+static bool vword(vscan *v, const char *w) {
+    size_t l = strlen(w);
+    if (v->n - v->i < l || memcmp(v->s + v->i, w, l)) return false;
+    v->i += l;
+    return true;
+}
+static bool vvalue(vscan *v) {
+    vws(v);
+    if (v->i >= v->n) return false;
+    char c = v->s[v->i];
+    if (c == '{' || c == '[') {
+        if (++v->depth > 512) return false;
+        char close = c == '{' ? '}' : ']';
+        v->i++;
+        vws(v);
+        if (v->i < v->n && v->s[v->i] == close) { v->i++; v->depth--; return true; }
+        for (;;) {
+            if (c == '{') {
+                vws(v);
+                if (!vstring(v)) return false;
+                vws(v);
+                if (v->i >= v->n || v->s[v->i] != ':') return false;
+                v->i++;
+            }
+            if (!vvalue(v)) return false;
+            vws(v);
+            if (v->i >= v->n) return false;
+            if (v->s[v->i] == ',') { v->i++; continue; }
+            if (v->s[v->i] == close) { v->i++; v->depth--; return true; }
+            return false;
+        }
+    }
+    if (c == '"') return vstring(v);
+    if (c == 't') return vword(v, "true");
+    if (c == 'f') return vword(v, "false");
+    if (c == 'n') return vword(v, "null");
+    return vnumber(v);
+}
+static long json_syntax_error(const char *s, size_t n) {
+    vscan v = {s, n, 0, 0};
+    if (!vvalue(&v)) return (long)v.i;
+    vws(&v);
+    while (v.i < n && s[v.i] == 0) v.i++;
+    return v.i < n ? (long)v.i : -1;
+}
+
 int oh_json_parse(oh_json *j, const char *src, size_t len, const char *what, oh_err *err) {
     memset(j, 0, sizeof *j);
     j->src = src;
     j->len = len;
+    long bad_at = json_syntax_error(src, len);
+    if (bad_at >= 0) {
+        unsigned line = 1, col = 1;
+        for (long k = 0; k < bad_at && k < (long)len; k++) { if (src[k] == '\n') { line++; col = 1; } else col++; }
+        if ((size_t)bad_at >= len) return oh_errf(err, "%s: unexpected end of JSON", what);
+        return oh_errf(err, "%s: invalid JSON at line %u column %u", what, line, col);
+    }
     jsmn_parser p;
     jsmn_init(&p);
     int n = jsmn_parse(&p, src, len, NULL, 0);
