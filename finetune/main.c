@@ -1,2 +1,29 @@
+/* finetune: the command-line entry point. */
 #include <stdio.h>
-int main(int argc, char **argv) { (void)argc; (void)argv; puts("finetune"); return 0; }
+#include <string.h>
+
+#include "finetune/commands.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: finetune RECIPE.toml [--set key=value ...] [--resume]\n"
+            "       finetune inspect MODEL_DIR [--seq-len T] [--lora-rank R]\n"
+            "       finetune logits --model DIR --input IDS.jsonl --out OUT.safetensors [--backend cpu]\n"
+            "       finetune grads  --model DIR --input IDS.jsonl --out OUT.safetensors [--backend cpu]\n"
+            "       finetune init (--preset NAME | --config FILE) --out DIR [--seed N] [--dtype bf16|f32]\n");
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    const char *verb = argv[1];
+    if (!strcmp(verb, "inspect")) return cmd_inspect(argc - 2, argv + 2);
+    if (!strcmp(verb, "logits")) return cmd_logits(argc - 2, argv + 2);
+    if (!strcmp(verb, "grads")) return cmd_grads(argc - 2, argv + 2);
+    if (!strcmp(verb, "init")) return cmd_init(argc - 2, argv + 2);
+    fprintf(stderr, "error: unknown command '%s'\n", verb);
+    usage(stderr);
+    return 2;
+}

@@ -60,7 +60,7 @@ static int add_param(oh_model *m, char *name, int layer, oh_slot slot, int ndim,
     return m->nparams++;
 }
 
-void oh_model_build(oh_model *m, const oh_config *cfg) {
+void oh_model_build(oh_model *m, const oh_config *cfg, bool alloc) {
     memset(m, 0, sizeof *m);
     m->cfg = *cfg;
     const oh_config *c = &m->cfg;
@@ -99,7 +99,7 @@ void oh_model_build(oh_model *m, const oh_config *cfg) {
     m->final_norm = add_param(m, oh_strdup("model.norm.weight"), -1, SLOT_COUNT, 1, C, 0, 0);
     m->lm_head = c->tie_word_embeddings ? m->embed
                                         : add_param(m, oh_strdup("lm_head.weight"), -1, SLOT_COUNT, 2, c->vocab_size, C, 0);
-    m->w = oh_calloc(m->nfloats, sizeof(float));
+    m->w = alloc ? oh_calloc(m->nfloats, sizeof(float)) : NULL;
     snprintf(m->source_layout, sizeof m->source_layout, "new");
 }
 
@@ -209,7 +209,7 @@ int oh_model_load(oh_model *m, const char *dir, oh_err *err) {
     if (oh_config_load_dir(&cfg, dir, err)) return -1;
     st_archive a;
     if (st_open(&a, dir, err)) return -1;
-    oh_model_build(m, &cfg);
+    oh_model_build(m, &cfg, true);
     loader L = {&a, oh_calloc((size_t)a.ntensors ? (size_t)a.ntensors : 1, 1)};
     oh_buf missing = {0};
     int nmissing = 0, rc = 0;
@@ -297,13 +297,11 @@ int oh_model_load(oh_model *m, const char *dir, oh_err *err) {
 
 /* ---------------- init ---------------- */
 
-void oh_model_init_random(oh_model *m, uint64_t seed) {
+static void init_param(const oh_model *m, int i, float *w, oh_rng *rp) {
     const oh_config *c = &m->cfg;
-    oh_rng r;
-    oh_rng_seed(&r, seed);
-    for (int i = 0; i < m->nparams; i++) {
-        oh_param *p = &m->params[i];
-        float *w = oh_param_ptr(m, m->w, i);
+    const oh_param *p = &m->params[i];
+    oh_rng r = *rp;
+    {
         if (p->layer >= 0 && p->slot == SLOT_A_LOG) {
             for (size_t k = 0; k < p->numel; k++) {
                 double A = c->linear_a_log_min + (c->linear_a_log_max - c->linear_a_log_min) * oh_rng_uniform(&r);
@@ -325,13 +323,89 @@ void oh_model_init_random(oh_model *m, uint64_t seed) {
                 memset(w + (size_t)c->pad_token_id * c->hidden_size, 0, sizeof(float) * (size_t)c->hidden_size);
         }
     }
+    *rp = r;
+}
+
+void oh_model_init_random(oh_model *m, uint64_t seed) {
+    oh_rng r;
+    oh_rng_seed(&r, seed);
+    for (int i = 0; i < m->nparams; i++)
+        if (!(i == m->lm_head && m->lm_head == m->embed)) init_param(m, i, oh_param_ptr(m, m->w, i), &r);
+}
+
+static int write_side_files(const oh_config *c0, const char *dir, int dtype, oh_err *err);
+
+int oh_init_checkpoint(const oh_config *cfg, uint64_t seed, const char *dir, int dtype, size_t max_shard_bytes,
+                       oh_err *err) {
+    if (oh_mkdirs(dir, err) || write_side_files(cfg, dir, dtype, err)) return -1;
+    oh_model m;
+    oh_model_build(&m, cfg, false);
+    oh_rng r;
+    oh_rng_seed(&r, seed);
+    size_t esz = dtype == ST_F32 ? 4 : 2;
+    /* count shards first so file names carry the total */
+    int nshards = 0;
+    size_t cur = 0;
+    for (int i = 0; i < m.nparams; i++) {
+        size_t b = m.params[i].numel * esz;
+        if (nshards == 0 || (cur > 0 && cur + b > max_shard_bytes)) { nshards++; cur = 0; }
+        cur += b;
+    }
+    oh_buf idx = {0};
+    oh_buf_puts(&idx, "{\n  \"metadata\": {\"total_size\": 0},\n  \"weight_map\": {\n");
+    int rc = 0, first = 0, shard = 0;
+    size_t total = 0;
+    while (first < m.nparams && rc == 0) {
+        int last = first;
+        size_t bytes = m.params[first].numel * esz;
+        while (last + 1 < m.nparams && bytes + m.params[last + 1].numel * esz <= max_shard_bytes)
+            bytes += m.params[++last].numel * esz;
+        total += bytes;
+        int cnt = last - first + 1;
+        st_entry *e = oh_calloc((size_t)cnt, sizeof(st_entry));
+        float **bufs = oh_calloc((size_t)cnt, sizeof(float *));
+        for (int k = 0; k < cnt; k++) {
+            const oh_param *q = &m.params[first + k];
+            bufs[k] = oh_malloc(sizeof(float) * q->numel);
+            init_param(&m, first + k, bufs[k], &r);
+            e[k] = (st_entry){.name = q->name, .dtype = (st_dtype)dtype, .ndim = q->ndim, .data = bufs[k]};
+            for (int d = 0; d < q->ndim; d++) e[k].shape[d] = q->shape[d];
+        }
+        char *fname = nshards == 1 ? oh_strdup("model.safetensors")
+                                   : oh_sprintf("model-%05d-of-%05d.safetensors", shard + 1, nshards);
+        char *path = oh_path_join(dir, fname);
+        rc = st_save(path, e, cnt, "{\"format\":\"pt\"}", err);
+        for (int k = 0; k < cnt; k++) {
+            oh_buf_puts(&idx, "    ");
+            oh_buf_json_str(&idx, m.params[first + k].name, strlen(m.params[first + k].name));
+            oh_buf_printf(&idx, ": \"%s\"%s\n", fname, first + k == m.nparams - 1 ? "" : ",");
+            free(bufs[k]);
+        }
+        free(bufs); free(e); free(path); free(fname);
+        first = last + 1;
+        shard++;
+    }
+    oh_buf_puts(&idx, "  }\n}\n");
+    if (rc == 0 && nshards > 1) {
+        char *tot = oh_sprintf("%zu", total);
+        char *p0 = strstr(idx.p, "\"total_size\": 0");
+        oh_buf fixed = {0};
+        oh_buf_put(&fixed, idx.p, (size_t)(p0 - idx.p));
+        oh_buf_printf(&fixed, "\"total_size\": %s", tot);
+        oh_buf_puts(&fixed, p0 + strlen("\"total_size\": 0"));
+        char *path = oh_path_join(dir, "model.safetensors.index.json");
+        rc = oh_write_file_atomic(path, fixed.p, fixed.n, err);
+        free(path); free(tot); oh_buf_free(&fixed);
+    }
+    oh_buf_free(&idx);
+    oh_model_free(&m);
+    return rc;
 }
 
 /* ---------------- saving ---------------- */
 
-int oh_model_save(const oh_model *m, const char *dir, int dtype, size_t max_shard_bytes, oh_err *err) {
-    if (oh_mkdirs(dir, err)) return -1;
-    oh_config cfg = m->cfg;
+static int write_side_files(const oh_config *c0, const char *dir, int dtype, oh_err *err) {
+    oh_config cfg = *c0;
     snprintf(cfg.torch_dtype, sizeof cfg.torch_dtype, "%s", dtype == ST_F32 ? "float32" : "bfloat16");
     char *cj = oh_config_to_json(&cfg);
     char *p = oh_path_join(dir, "config.json");
@@ -345,7 +419,12 @@ int oh_model_save(const oh_model *m, const char *dir, int dtype, size_t max_shar
     p = oh_path_join(dir, "generation_config.json");
     rc = oh_write_file_atomic(p, g.p, g.n, err);
     free(p); oh_buf_free(&g);
-    if (rc) return -1;
+    return rc;
+}
+
+int oh_model_save(const oh_model *m, const char *dir, int dtype, size_t max_shard_bytes, oh_err *err) {
+    if (oh_mkdirs(dir, err) || write_side_files(&m->cfg, dir, dtype, err)) return -1;
+    int rc;
     st_entry *e = oh_calloc((size_t)m->nparams, sizeof(st_entry));
     for (int i = 0; i < m->nparams; i++) {
         const oh_param *q = &m->params[i];

@@ -45,13 +45,15 @@ typedef struct oh_model {
     float *w;           /* all parameters */
     int embed, final_norm, lm_head;  /* param indices; lm_head == embed when tied */
     int (*slot)[SLOT_COUNT];         /* [layer][slot] -> param index or -1 */
+    struct oh_lora *lora;            /* adapters applied in forward/backward, or NULL */
+    struct oh_rng *dropout_rng;      /* LoRA dropout when training (NULL: no dropout) */
     char source_layout[32];          /* "released", "transformers-save", "olmo-core" */
     char stored_dtype[16];           /* dtype of the tensors on disk */
     size_t stored_bytes;
 } oh_model;
 
-/* Build the parameter table for cfg and allocate (zeroed) weights. */
-void oh_model_build(oh_model *m, const oh_config *cfg);
+/* Build the parameter table for cfg; allocate (zeroed) weights when alloc. */
+void oh_model_build(oh_model *m, const oh_config *cfg, bool alloc);
 void oh_model_free(oh_model *m);
 static inline float *oh_param_ptr(const oh_model *m, float *base, int idx) { return base + m->params[idx].offset; }
 static inline float *oh_lw(const oh_model *m, int layer, oh_slot s) { return m->w + m->params[m->slot[layer][s]].offset; }
@@ -64,6 +66,10 @@ int oh_model_load(oh_model *m, const char *dir, oh_err *err);
  * ones for norms, A_log = log(U(a_log_min, a_log_max)), dt_bias = inverse
  * softplus of a log-uniform dt in [dt_min, dt_max] clamped at the floor. */
 void oh_model_init_random(oh_model *m, uint64_t seed);
+/* The same initialisation written straight to a checkpoint dir, one shard at
+ * a time, without holding the whole model in memory (the 7B preset). */
+int oh_init_checkpoint(const oh_config *cfg, uint64_t seed, const char *dir, int st_dtype, size_t max_shard_bytes,
+                       oh_err *err);
 /* Write config.json + safetensors (released layout; dtype ST_BF16 or ST_F32)
  * + generation_config.json into dir. */
 int oh_model_save(const oh_model *m, const char *dir, int st_dtype, size_t max_shard_bytes, oh_err *err);
@@ -101,7 +107,9 @@ void oh_fwd_free(oh_fwd_out *o);
 void oh_acts_free(oh_acts *a);
 
 /* Backward: accumulate into grads (m->nfloats floats) the gradient of
- * L = sum_t weight[t] * loss[t]. Needs the acts of the forward. */
+ * L = sum_t weight[t] * loss[t]. Needs the acts of the forward. grads may
+ * be NULL (a frozen base: LoRA); adapter gradients go to m->lora->g when
+ * that is set. */
 void oh_backward(const oh_model *m, const oh_batch *b, const oh_fwd_out *fo, oh_acts *acts, const float *weight,
                  float *grads);
 
