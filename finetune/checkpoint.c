@@ -81,6 +81,8 @@ static int write_state(const char *path, const ckpt_state *st, oh_err *err) {
     oh_buf_printf(&b, "{\n  \"step\": %ld,\n  \"tokens\": %ld,\n  \"method\": \"%s\",\n  \"base_model\": ", st->step, st->tokens,
                   st->method);
     oh_buf_json_str(&b, st->base_model, strlen(st->base_model));
+    oh_buf_puts(&b, ",\n  \"tokenizer\": ");
+    oh_buf_json_str(&b, st->tokenizer, strlen(st->tokenizer));
     oh_buf_puts(&b, ",\n  \"data_pos\": [");
     for (int i = 0; i < CKPT_POS_WORDS; i++) oh_buf_printf(&b, "%s\"%016" PRIx64 "\"", i ? ", " : "", st->data_pos[i]);
     oh_buf_puts(&b, "],\n  \"rng\": [");
@@ -107,6 +109,10 @@ int ckpt_read_state(const char *dir, ckpt_state *st, oh_err *err) {
         char *s;
         if (rc == 0 && (s = oh_json_str(&j, oh_json_get(&j, 0, "base_model"), NULL))) {
             snprintf(st->base_model, sizeof st->base_model, "%s", s);
+            free(s);
+        }
+        if (rc == 0 && (s = oh_json_str(&j, oh_json_get(&j, 0, "tokenizer"), NULL))) {
+            snprintf(st->tokenizer, sizeof st->tokenizer, "%s", s);
             free(s);
         }
         if (rc == 0 && (s = oh_json_str(&j, oh_json_get(&j, 0, "method"), NULL))) {

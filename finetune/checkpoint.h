@@ -25,6 +25,7 @@ typedef struct ckpt_state {
     uint64_t data_pos[CKPT_POS_WORDS]; /* the data iterator's position, opaque */
     oh_rng rng;              /* dropout RNG */
     char base_model[512];    /* model the run started from */
+    char tokenizer[512];     /* tokenizer.json (or dir) the run used */
     char method[8];          /* full, lora */
 } ckpt_state;
 

@@ -99,7 +99,24 @@ static int lev(const char *a, const char *b) {
     return r;
 }
 
+/* names users bring from transformers' TrainingArguments, PEFT and TRL */
+static const char *ALIASES[][2] = {
+    {"learning_rate", "train.lr"}, {"lr_scheduler_type", "train.schedule"}, {"lr_scheduler", "train.schedule"},
+    {"warmup_ratio", "train.warmup_frac"}, {"max_grad_norm", "train.grad_clip"}, {"num_train_epochs", "train.epochs"},
+    {"gradient_accumulation_steps", "train.grad_accum"}, {"adam_beta1", "train.beta1"}, {"adam_beta2", "train.beta2"},
+    {"adam_epsilon", "train.eps"}, {"logging_steps", "train.log_every"}, {"save_steps", "train.save_every"},
+    {"eval_steps", "train.eval_every"}, {"save_total_limit", "train.keep_last"}, {"r", "lora.rank"},
+    {"lora_r", "lora.rank"}, {"lora_alpha", "lora.alpha"}, {"lora_dropout", "lora.dropout"},
+    {"target_modules", "lora.targets"}, {"use_rslora", "lora.rslora"}, {"max_seq_length", "data.max_seq_len"},
+    {"max_length", "data.max_seq_len"}, {"seq_len", "data.max_seq_len"}, {"output_dir", "output.dir"},
+    {"model_name_or_path", "model.path"},
+};
+
 static const char *suggest(const char *path) {
+    const char *last = strrchr(path, '.');
+    last = last ? last + 1 : path;
+    for (size_t i = 0; i < sizeof ALIASES / sizeof *ALIASES; i++)
+        if (!strcmp(last, ALIASES[i][0])) return ALIASES[i][1];
     const char *best = NULL;
     int bd = 1 << 30;
     for (int k = 0; k < NKEYS; k++) {
@@ -265,6 +282,14 @@ static int walk(recipe *r, const toml_value *t, const char *prefix, const char *
             if (walk(r, e->value, path, file, err)) return -1;
             continue;
         }
+        /* an unknown table: name its first key, which gives a better suggestion */
+        const toml_value *v = e->value;
+        while (v->type == TOML_TABLE && toml_len(v) > 0) {
+            const toml_entry *f = toml_table_entry(v, 0);
+            size_t l = strlen(path);
+            snprintf(path + l, sizeof path - l, ".%s", f->key);
+            v = f->value;
+        }
         const char *s = suggest(path);
         if (e->line > 0)
             return oh_errf(err, "%s:%d:%d: unknown key %s%s%s%s (finetune --help-recipe lists them)", file, e->line, e->col, path,
@@ -338,12 +363,14 @@ char *recipe_dump(const recipe *r) {
     oh_buf b = {0};
     oh_buf_printf(&b, "# resolved recipe (from %s; every key, defaults included)\n", r->file);
     const char *section = "";
+    size_t seclen = 0;
     for (int k = 0; k < NKEYS; k++) {
         if (KEYS[k].type == K_SOURCES) continue;
         const char *dot = strchr(KEYS[k].path, '.');
         size_t sl = (size_t)(dot - KEYS[k].path);
-        if (strlen(section) != sl || strncmp(section, KEYS[k].path, sl)) {
+        if (seclen != sl || strncmp(section, KEYS[k].path, sl)) {
             section = KEYS[k].path;
+            seclen = sl;
             oh_buf_printf(&b, "\n[%.*s]\n", (int)sl, KEYS[k].path);
         }
         oh_buf_printf(&b, "%s = ", dot + 1);

@@ -119,7 +119,8 @@ const char *toml_as_str(const toml_value *v);
 /* ---- building and changing ---- */
 
 /* New nodes (line 0). The caller owns them until they are placed in a table
- * or array. toml_new_string copies len bytes of s. */
+ * or array. toml_new_string copies len bytes of s, which should be UTF-8
+ * (toml_dump writes the bytes as they are). */
 toml_value *toml_new_table(void);
 toml_value *toml_new_array(void);
 toml_value *toml_new_string(const char *s, size_t len);
