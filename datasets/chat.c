@@ -278,3 +278,26 @@ int ds_chat_template_detect(const char *jinja, const char *what, ds_template *ou
     if (default_system) *default_system = literal_system(jinja);
     return 0;
 }
+
+int ds_chat_template_resolve(const char *name, const char *tokenizer_path, ds_template *out, char **default_system,
+                             oh_err *err) {
+    if (default_system) *default_system = NULL;
+    if (!strcmp(name, "olmo") || !strcmp(name, "chatml")) { ds_template_chatml(out); return 0; }
+    if (strcmp(name, "auto"))
+        return oh_errf(err, "unknown chat template '%s' (expected olmo or auto)", name);
+    char *dir;
+    if (oh_is_dir(tokenizer_path)) {
+        dir = oh_strdup(tokenizer_path);
+    } else {
+        const char *slash = strrchr(tokenizer_path, '/');
+        dir = slash ? oh_strndup(tokenizer_path, (size_t)(slash - tokenizer_path)) : oh_strdup(".");
+    }
+    char *jinja;
+    int rc = ds_chat_template_read(dir, &jinja, err);
+    if (rc == 0) {
+        rc = ds_chat_template_detect(jinja, dir, out, default_system, err);
+        free(jinja);
+    }
+    free(dir);
+    return rc;
+}

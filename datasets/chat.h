@@ -127,4 +127,13 @@ int ds_chat_template_read(const char *path, char **jinja, oh_err *err);
  * template in the recipe. */
 int ds_chat_template_detect(const char *jinja, const char *what, ds_template *out, char **default_system, oh_err *err);
 
+/* The recipe's data.chat_template: "olmo" (or "chatml") is the built-in
+ * template; "auto" reads the tokenizer's template (tokenizer_path: the
+ * tokenizer.json, or its directory; tokenizer_config.json or
+ * chat_template.jinja is looked for next to it) and accepts it when it is
+ * ChatML (ds_chat_template_detect). *default_system as there (NULL for
+ * "olmo"). */
+int ds_chat_template_resolve(const char *name, const char *tokenizer_path, ds_template *out, char **default_system,
+                             oh_err *err);
+
 #endif

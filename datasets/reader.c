@@ -39,6 +39,12 @@ struct ds_reader {
     char first_skip[1024];
 };
 
+int ds_bad_policy_parse(const char *name, ds_bad_policy *out, oh_err *err) {
+    if (!strcmp(name, "stop")) { *out = DS_BAD_POLICY_STOP; return 0; }
+    if (!strcmp(name, "skip")) { *out = DS_BAD_POLICY_SKIP; return 0; }
+    return oh_errf(err, "unknown bad-record policy '%s' (expected stop or skip)", name);
+}
+
 static bool ends_with_ci(const char *s, size_t n, const char *suf) {
     size_t m = strlen(suf);
     return n >= m && !strncasecmp(s + n - m, suf, m);

@@ -38,6 +38,9 @@ typedef enum ds_bad_policy {
     DS_BAD_POLICY_SKIP,  /* skip it and count it */
 } ds_bad_policy;
 
+/* "stop" / "skip" */
+int ds_bad_policy_parse(const char *name, ds_bad_policy *out, oh_err *err);
+
 typedef struct ds_reader ds_reader;
 
 /* One record. Everything points into the reader and stays valid until the

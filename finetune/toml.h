@@ -10,8 +10,11 @@
  * extended afterwards, no value redefined as a table, and so on.
  *
  * Date-times (offset or local date-time, local date, local time) are checked
- * against RFC 3339 but not interpreted: they keep their source text, with
- * type TOML_DATETIME.
+ * against RFC 3339 (month lengths, leap years, a leap second :60 allowed;
+ * seconds required, as in TOML 1.0) but not interpreted: they keep their
+ * source text, with type TOML_DATETIME.
+ *
+ * Newlines may be LF or CRLF; a CRLF inside a multi-line string is read as LF.
  *
  * Positions: every node remembers the line and column (both 1-based; columns
  * count Unicode code points, a tab counts one) where it was written, and every
