@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "lora/lora.h"
 #include "model/memory.h"
 #include "model/model.h"
 #include "model/safetensors.h"
@@ -205,17 +206,24 @@ static int run_lines(const oh_model *m, const id_lines *L, float **logits, float
 }
 
 int cmd_logits(int argc, char **argv) {
-    static const char *const known[] = {"--model=", "--input=", "--out=", "--backend=", NULL};
+    static const char *const known[] = {"--model=", "--input=", "--out=", "--backend=", "--adapter=", NULL};
     oh_err err;
     if (cli_check(argc, argv, "logits", known, 0, &err)) { fprintf(stderr, "error: %s\n", err.msg); return 2; }
+    const char *adapter = cli_opt(argc, argv, "--adapter");
     const char *dir = cli_opt(argc, argv, "--model"), *in = cli_opt(argc, argv, "--input"), *out = cli_opt(argc, argv, "--out");
     if (!dir || !in || !out) {
-        fprintf(stderr, "usage: finetune logits --model MODEL_DIR --input IDS.jsonl --out OUT.safetensors [--backend cpu]\n");
+        fprintf(stderr, "usage: finetune logits --model MODEL_DIR [--adapter PEFT_DIR] --input IDS.jsonl --out OUT.safetensors "
+                        "[--backend cpu]\n");
         return 2;
     }
     if (check_backend(cli_opt(argc, argv, "--backend"), &err)) { fprintf(stderr, "error: %s\n", err.msg); return 2; }
     oh_model m;
     if (oh_model_load(&m, dir, &err)) { fprintf(stderr, "error: %s\n", err.msg); return 1; }
+    oh_lora lo;
+    if (adapter) { /* applied unmerged, as PEFT does */
+        if (oh_lora_load_peft(&lo, &m, adapter, &err)) { fprintf(stderr, "error: %s\n", err.msg); oh_model_free(&m); return 1; }
+        m.lora = &lo;
+    }
     id_lines L;
     if (read_id_lines(in, &L, m.cfg.vocab_size, &err)) { fprintf(stderr, "error: %s\n", err.msg); oh_model_free(&m); return 1; }
     float **logits = oh_calloc((size_t)L.n, sizeof(float *));
@@ -239,6 +247,7 @@ int cmd_logits(int argc, char **argv) {
     for (int i = 0; i < L.n; i++) free(logits[i]);
     free(logits); free(loss);
     id_lines_free(&L);
+    if (adapter) { m.lora = NULL; oh_lora_free(&lo); }
     oh_model_free(&m);
     return rc ? 1 : 0;
 }

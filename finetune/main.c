@@ -30,10 +30,12 @@ int main(int argc, char **argv) {
     if (!strcmp(verb, "logits")) return cmd_logits(argc - 2, argv + 2);
     if (!strcmp(verb, "grads")) return cmd_grads(argc - 2, argv + 2);
     if (!strcmp(verb, "init")) return cmd_init(argc - 2, argv + 2);
-    /*WIP_EXPORT*/
+    if (!strcmp(verb, "export")) return cmd_export(argc - 2, argv + 2);
+    if (!strcmp(verb, "generate")) return cmd_generate(argc - 2, argv + 2);
+    if (!strcmp(verb, "tokenize")) return cmd_tokenize(argc - 2, argv + 2);
     if (!strcmp(verb, "--help-recipe")) { recipe_print_help(stdout); return 0; }
     size_t n = strlen(verb);
-    /*WIP_TRAIN*/ (void)n;
+    if (n > 5 && !strcmp(verb + n - 5, ".toml")) return cmd_train(argc - 1, argv + 1);
     fprintf(stderr, "error: unknown command '%s'\n", verb);
     usage(stderr);
     return 2;

@@ -18,7 +18,14 @@ int export_tokenizer_files(const char *tok_path, const char *dir, oh_err *err);
 int export_run(oh_model *m, oh_lora *lo, const char *base_model, const char *tok_path, const char *dir,
                const char *merged_dir, int st_dtype, double shard_gb, oh_err *err);
 
+struct ds_config;
+struct ds_source;
+struct ds_template;
+int train_data_config(const recipe *r, const char *tok_path, int64_t vocab_size, struct ds_config *dc,
+                      struct ds_source *src, struct ds_template *tmpl, bool *have_tmpl, oh_err *err);
+
 int cmd_train(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_generate(int argc, char **argv);
 #endif

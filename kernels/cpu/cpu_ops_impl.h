@@ -68,7 +68,7 @@ static inline double F(dot)(const R *a, const R *b, int n) {
 
 /* longest document of a packed stream */
 static int F(max_doclen)(const int32_t *cu_seqlens, int ndocs, int T) {
-    assert(ndocs >= 1 && cu_seqlens[0] == 0 && cu_seqlens[ndocs] == T);
+    assert(ndocs >= 0 && cu_seqlens[0] == 0 && cu_seqlens[ndocs] == T);
     int m = 0;
     for (int d = 0; d < ndocs; d++) {
         assert(cu_seqlens[d + 1] > cu_seqlens[d]);
