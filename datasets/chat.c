@@ -1,4 +1,5 @@
 #include "datasets/chat.h"
+#include "datasets/tokenizer.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -139,44 +140,114 @@ static size_t common_prefix(const int32_t *a, size_t na, const int32_t *b, size_
     return k;
 }
 
-int ds_tokenize_rendered(const ds_rendered *r, ds_encode_fn enc, void *ctx, ds_tokens *out, oh_err *err) {
-    int32_t *ids = NULL;
-    size_t n = 0;
-    if (r->nspans == 0) return 0;
-    if (enc(ctx, r->text.p, r->text.n, &ids, &n, err)) return -1;
+/* flags from byte offsets: a token is trained when a trained span overlaps
+ * it. false when the lengths do not add up to the text. */
+static bool flags_by_offsets(const ds_rendered *r, const ds_tokenizer *tok, const int32_t *ids, size_t n, uint8_t *fl) {
+    size_t at = 0;
+    int s = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (ids[i] < 0 || ids[i] >= tok->ntoken_len || tok->token_len[ids[i]] < 0) return false;
+        size_t a = at, b = at + (size_t)tok->token_len[ids[i]];
+        if (b > r->text.n) return false;
+        while (s < r->nspans && r->spans[s].off + r->spans[s].len <= a) s++;
+        bool tr = false;
+        for (int k = s; k < r->nspans && r->spans[k].off < b && !tr; k++) tr = r->spans[k].trained;
+        if (b == a) tr = s < r->nspans && r->spans[s].trained; /* an empty token: its span */
+        fl[i] = tr;
+        at = b;
+    }
+    return at == r->text.n;
+}
+
+/* flags without offsets: edges from span-by-span encodings */
+static int flags_by_encoding(const ds_rendered *r, const ds_tokenizer *tok, const int32_t *ids, size_t n, uint8_t *fl,
+                             oh_err *err) {
     size_t *edge = oh_malloc(sizeof(size_t) * (size_t)(r->nspans + 1)); /* token index where span k starts */
     edge[0] = 0;
     edge[r->nspans] = n;
-    if (r->nspans > 1) {
-        /* encode span by span; the usual case gives the same ids */
-        int32_t *part = NULL;
-        size_t np = 0, at = 0;
-        bool same = true;
-        for (int k = 0; k < r->nspans && same; k++) {
-            if (enc(ctx, r->text.p + r->spans[k].off, r->spans[k].len, &part, &np, err)) { free(ids); free(edge); return -1; }
-            if (at + np > n || memcmp(ids + at, part, np * sizeof *part)) same = false;
-            at += np;
-            if (k + 1 < r->nspans) edge[k + 1] = at;
+    int32_t *part = NULL;
+    size_t np = 0, at = 0;
+    bool same = true;
+    for (int k = 0; k < r->nspans && same; k++) {
+        if (tok->encode(tok->ctx, r->text.p + r->spans[k].off, r->spans[k].len, &part, &np, err)) { free(edge); return -1; }
+        if (at + np > n || (np && memcmp(ids + at, part, np * sizeof *part))) same = false;
+        at += np;
+        if (k + 1 < r->nspans) edge[k + 1] = at;
+        free(part);
+        part = NULL;
+    }
+    if (!same || at != n) {
+        for (int k = 1; k < r->nspans; k++) {
+            if (tok->encode(tok->ctx, r->text.p, r->spans[k].off, &part, &np, err)) { free(edge); return -1; }
+            size_t e = common_prefix(part, np, ids, n);
+            /* e < np: the token at e straddles the edge; it goes to the trained side */
+            if (e < np && e < n && !r->spans[k].trained) e++;
+            if (e < edge[k - 1]) e = edge[k - 1];
+            edge[k] = e;
             free(part);
             part = NULL;
         }
-        if (!same || at != n) {
-            /* a merge across a span edge: place each edge where the encoding
-             * of the text before it stops agreeing with the whole */
-            for (int k = 1; k < r->nspans; k++) {
-                if (enc(ctx, r->text.p, r->spans[k].off, &part, &np, err)) { free(ids); free(edge); return -1; }
-                size_t e = common_prefix(part, np, ids, n);
-                edge[k] = e < edge[k - 1] ? edge[k - 1] : e;
-                free(part);
-                part = NULL;
-            }
-        }
     }
     for (int k = 0; k < r->nspans; k++)
-        for (size_t i = edge[k]; i < edge[k + 1]; i++) ds_tokens_push(out, ids[i], r->spans[k].trained);
-    free(ids);
+        for (size_t i = edge[k]; i < edge[k + 1]; i++) fl[i] = r->spans[k].trained;
     free(edge);
     return 0;
+}
+
+int ds_tokenize_rendered(const ds_rendered *r, const ds_tokenizer *tok, ds_tokens *out, oh_err *err) {
+    if (r->nspans == 0) return 0;
+    int32_t *ids = NULL;
+    size_t n = 0;
+    if (tok->encode(tok->ctx, r->text.p, r->text.n, &ids, &n, err)) return -1;
+    uint8_t *fl = oh_malloc(n ? n : 1);
+    int rc = 0;
+    if (r->nspans == 1) memset(fl, r->spans[0].trained, n);
+    else if (!(tok->token_len && flags_by_offsets(r, tok, ids, n, fl))) rc = flags_by_encoding(r, tok, ids, n, fl, err);
+    if (rc == 0)
+        for (size_t i = 0; i < n; i++) ds_tokens_push(out, ids[i], fl[i]);
+    free(ids);
+    free(fl);
+    return rc;
+}
+
+/* ---- the toolkit's tokenizer ---- */
+
+static int tok_enc_cb(void *ctx, const char *text, size_t len, int32_t **ids, size_t *n, oh_err *err) {
+    return tok_encode(ctx, text, len, ids, n, err);
+}
+static int tok_dec_cb(void *ctx, const int32_t *ids, size_t n, char **text, size_t *len, oh_err *err) {
+    return tok_decode(ctx, ids, n, text, len, err);
+}
+
+int ds_tokenizer_from_tok(ds_tokenizer *out, struct tok_tokenizer *tok, oh_err *err) {
+    memset(out, 0, sizeof *out);
+    if (!tok) return oh_errf(err, "no tokenizer");
+    out->ctx = tok;
+    out->encode = tok_enc_cb;
+    out->decode = tok_dec_cb;
+    out->vocab_size = tok_vocab_size(tok);
+    static const char *eos[] = {"<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>"};
+    static const char *pad[] = {"<|pad|>", "<pad>"};
+    out->eos_id = out->pad_id = -1;
+    for (size_t i = 0; i < sizeof eos / sizeof *eos && out->eos_id < 0; i++) out->eos_id = tok_token_id(tok, eos[i]);
+    for (size_t i = 0; i < sizeof pad / sizeof *pad && out->pad_id < 0; i++) out->pad_id = tok_token_id(tok, pad[i]);
+    if (out->pad_id < 0) out->pad_id = out->eos_id;
+    int32_t *len = oh_malloc(sizeof(int32_t) * (size_t)(out->vocab_size ? out->vocab_size : 1));
+    for (int32_t id = 0; id < out->vocab_size; id++) {
+        char *t = NULL;
+        size_t l = 0;
+        len[id] = tok_decode(tok, &id, 1, &t, &l, NULL) == 0 ? (int32_t)l : -1;
+        free(t);
+    }
+    out->token_len = len;
+    out->ntoken_len = out->vocab_size;
+    return 0;
+}
+
+void ds_tokenizer_release(ds_tokenizer *t) {
+    free((void *)t->token_len);
+    t->token_len = NULL;
+    t->ntoken_len = 0;
 }
 
 /* ---- the tokenizer's chat template ---- */

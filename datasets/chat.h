@@ -24,14 +24,16 @@
  *
  * Tokenizing: the whole rendered text is encoded in one call, exactly as
  * transformers' apply_chat_template(tokenize=True) does (special-token text
- * such as <|im_start|> must be recognised by the encoder). The trained spans
- * are then located on those ids: each span is encoded on its own, and when
- * the pieces concatenate to the same ids (the usual case) they give the
- * flags; otherwise (a BPE merge across a span edge, e.g. content that starts
- * with "\n" right after "assistant\n") the edge falls where the encoding of
- * the text up to it stops agreeing with the whole, so a token that straddles
- * an edge belongs to the later span (the same token transformers' assistant
- * mask marks).
+ * such as <|im_start|> must be recognised by the encoder). A token is
+ * trained when any of its bytes lies in a trained span: a token that
+ * straddles a span edge (a BPE merge across it, e.g. assistant content that
+ * starts with "\n" right after "assistant\n" gives one "\n\n" token) is
+ * trained, as in transformers' assistant mask. The tokens' byte offsets come
+ * from the tokenizer's token_len table when it has one (checked: the lengths
+ * must add up to the text). Otherwise each span is encoded on its own; when
+ * the pieces concatenate to the whole's ids (the usual case) they give the
+ * edges, else an edge falls where the encoding of the text before it stops
+ * agreeing with the whole, the token there going to the trained side.
  */
 #ifndef DS_CHAT_H
 #define DS_CHAT_H
@@ -47,6 +49,30 @@
  * *n == 0). Must recognise special-token text. Thread safety is the
  * encoder's business (the loader calls it from several threads). */
 typedef int (*ds_encode_fn)(void *ctx, const char *text, size_t len, int32_t **ids, size_t *n, oh_err *err);
+
+/* The tokenizer as the data code sees it (the real one, or a stub in tests). */
+typedef struct ds_tokenizer {
+    void *ctx;
+    ds_encode_fn encode;  /* required */
+    /* optional (show): ids to text; *text malloc'd */
+    int (*decode)(void *ctx, const int32_t *ids, size_t n, char **text, size_t *len, oh_err *err);
+    /* optional: the number of input bytes each id stands for ([ntoken_len],
+     * -1 for unused ids). With it, text is encoded once and tokens are
+     * placed by byte offset; without it, see ds_tokenize_rendered. */
+    const int32_t *token_len;
+    int64_t ntoken_len;
+    int64_t vocab_size;   /* ids the tokenizer can produce */
+    int64_t eos_id;       /* <|endoftext|>; -1 if none */
+    int64_t pad_id;       /* <|pad|>, else eos; -1 if none */
+} ds_tokenizer;
+
+struct tok_tokenizer;
+/* Wrap a tokenizer loaded by tok_load (datasets/tokenizer.h). EOS is the
+ * first of <|endoftext|>, <|end_of_text|>, </s>, <eos> that exists; PAD the
+ * first of <|pad|>, <pad>, else EOS. tok must outlive the wrapper, and the
+ * wrapper every loader made with it; ds_tokenizer_release frees its table. */
+int ds_tokenizer_from_tok(ds_tokenizer *out, struct tok_tokenizer *tok, oh_err *err);
+void ds_tokenizer_release(ds_tokenizer *t);
 
 typedef struct ds_role_format {
     char *role;   /* a role name, or "*" */
@@ -109,7 +135,7 @@ void ds_tokens_push(ds_tokens *t, int32_t id, bool trained);
 void ds_tokens_free(ds_tokens *t);
 
 /* Encode rendered text (see the header comment), appending to out. */
-int ds_tokenize_rendered(const ds_rendered *r, ds_encode_fn enc, void *ctx, ds_tokens *out, oh_err *err);
+int ds_tokenize_rendered(const ds_rendered *r, const ds_tokenizer *tok, ds_tokens *out, oh_err *err);
 
 /* ---- the tokenizer's own chat template ---- */
 

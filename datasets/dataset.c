@@ -49,6 +49,7 @@ struct ds_loader {
     ds_config cfg;
     ds_source *sources;
     ds_tokenizer tok;
+    struct pool *pool;          /* while reading */
     ds_template chat_own;
     const ds_template *chat;
     char *system_message;
@@ -247,7 +248,7 @@ static int tokenize_chat(ds_loader *ld, const ds_conv *prompt, const ds_conv *co
     ds_chat_opts o = {ld->system_message, ld->cfg.train_last_turn_only, false, cont ? prompt->n : 0};
     ds_rendered r;
     int rc = ds_chat_render(ld->chat, &all, &o, &r, err);
-    if (rc == 0) rc = ds_tokenize_rendered(&r, ld->tok.encode, ld->tok.ctx, out, err);
+    if (rc == 0) rc = ds_tokenize_rendered(&r, &ld->tok, out, err);
     if (r.text.p) ds_rendered_free(&r);
     ds_conv_free(&tmp);
     return rc;
@@ -259,7 +260,7 @@ static int tokenize_plain(ds_loader *ld, const char *prompt, size_t plen, const 
     oh_buf_put(&r.text, "", 0);
     ds_rendered_add(&r, prompt, plen, false);
     ds_rendered_add(&r, cont, clen, true);
-    int rc = ds_tokenize_rendered(&r, ld->tok.encode, ld->tok.ctx, out, err);
+    int rc = ds_tokenize_rendered(&r, &ld->tok, out, err);
     ds_rendered_free(&r);
     if (rc == 0 && eos) {
         if (ld->eos < 0) return oh_errf(err, "the tokenizer has no EOS token (set eos_id)");
@@ -311,9 +312,56 @@ static void *tok_worker(void *arg) {
 }
 
 static int nthreads(const ds_loader *ld) {
-    if (ld->cfg.threads > 0) return ld->cfg.threads;
-    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    long n = ld->cfg.threads > 0 ? ld->cfg.threads : sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)(n > 64 ? 64 : n) : 1;
+}
+
+/* Worker threads that live while the sources are read (the tokenizer keeps
+ * a BPE cache per thread, so threads are not re-created per chunk). */
+typedef struct pool {
+    pthread_t th[64];
+    int n;                      /* threads besides the caller */
+    pthread_barrier_t start, done;
+    tokjob *job;
+    bool quit;
+} pool;
+
+static void *pool_main(void *arg) {
+    pool *p = arg;
+    for (;;) {
+        pthread_barrier_wait(&p->start);
+        if (p->quit) break;
+        tok_worker(p->job);
+        pthread_barrier_wait(&p->done);
+    }
+    return NULL;
+}
+
+static void pool_start(pool *p, int nthreads) {
+    memset(p, 0, sizeof *p);
+    p->n = nthreads - 1;
+    if (p->n <= 0) return;
+    OH_CHECK(pthread_barrier_init(&p->start, NULL, (unsigned)p->n + 1) == 0, "barrier");
+    OH_CHECK(pthread_barrier_init(&p->done, NULL, (unsigned)p->n + 1) == 0, "barrier");
+    for (int t = 0; t < p->n; t++) OH_CHECK(pthread_create(&p->th[t], NULL, pool_main, p) == 0, "cannot start a thread");
+}
+
+static void pool_run(pool *p, tokjob *j) {
+    if (p->n <= 0) { tok_worker(j); return; }
+    p->job = j;
+    pthread_barrier_wait(&p->start);
+    tok_worker(j);
+    pthread_barrier_wait(&p->done);
+}
+
+static void pool_stop(pool *p) {
+    if (p->n <= 0) return;
+    p->quit = true;
+    pthread_barrier_wait(&p->start);
+    for (int t = 0; t < p->n; t++) pthread_join(p->th[t], NULL);
+    pthread_barrier_destroy(&p->start);
+    pthread_barrier_destroy(&p->done);
+    p->n = 0;
 }
 
 static void skip_record(ds_loader *ld, int src, const char *msg) {
@@ -330,14 +378,7 @@ static int flush_chunk(ds_loader *ld, int src, ds_example *ex, char **origin, in
     j.errmsg = oh_calloc((size_t)n, sizeof *j.errmsg);
     j.fatal = oh_calloc((size_t)n, sizeof *j.fatal);
     atomic_init(&j.next, 0);
-    int nt = nthreads(ld);
-    if (nt > n) nt = n;
-    pthread_t th[64];
-    int started = 0;
-    for (int t = 1; t < nt; t++)
-        if (pthread_create(&th[started], NULL, tok_worker, &j) == 0) started++;
-    tok_worker(&j);
-    for (int t = 0; t < started; t++) pthread_join(th[t], NULL);
+    pool_run(ld->pool, &j);
 
     int rc = 0;
     for (int i = 0; i < n; i++) {
@@ -596,12 +637,18 @@ int ds_loader_create(ds_loader **out, const ds_config *cfg, const ds_tokenizer *
     }
     ld->sst = oh_calloc((size_t)cfg->nsources, sizeof *ld->sst);
 
-    for (int s = 0; s < cfg->nsources; s++) {
+    pool workers;
+    pool_start(&workers, nthreads(ld));
+    ld->pool = &workers;
+    int rc = 0;
+    for (int s = 0; s < cfg->nsources && rc == 0; s++) {
         const ds_source *src = &ld->sources[s];
         bool tokens = src->format == DS_FORMAT_TOKENS || (src->format == DS_FORMAT_AUTO && is_token_path(src->path));
-        int rc = tokens ? read_token_source(ld, s, err) : read_json_source(ld, s, err);
-        if (rc) { ds_loader_free(ld); return -1; }
+        rc = tokens ? read_token_source(ld, s, err) : read_json_source(ld, s, err);
     }
+    pool_stop(&workers);
+    ld->pool = NULL;
+    if (rc) { ds_loader_free(ld); return -1; }
     if (build_split(ld, err)) { ds_loader_free(ld); return -1; }
     compute_stats(ld);
 

@@ -49,6 +49,9 @@
  * Resume: ds_position (epoch, window, bin, global batch count, and a
  * fingerprint of the data and packing settings) taken after a call and set on
  * a loader built from the same config gives the same subsequent batches.
+ *
+ * The tokenizer is a ds_tokenizer (chat.h): ds_tokenizer_from_tok wraps the
+ * toolkit's tok_tokenizer; tests use stubs. It must outlive the loader.
  */
 #ifndef DS_DATASET_H
 #define DS_DATASET_H
@@ -62,23 +65,6 @@
 #include "datasets/records.h"
 #include "datasets/tokfile.h"
 #include "util/util.h"
-
-/* ---- the tokenizer, as the loader sees it ---- */
-
-typedef struct ds_tokenizer {
-    void *ctx;
-    ds_encode_fn encode;  /* required; must recognise special-token text */
-    /* optional (show): ids to text; *text malloc'd */
-    int (*decode)(void *ctx, const int32_t *ids, size_t n, char **text, size_t *len, oh_err *err);
-    int64_t vocab_size;   /* ids the tokenizer can produce */
-    int64_t eos_id;       /* <|endoftext|>; -1 if none */
-    int64_t pad_id;       /* <|pad|>, else eos; -1 if none */
-} ds_tokenizer;
-
-struct tok_tokenizer;
-/* Wrap a tokenizer loaded by tok_load (datasets/tokenizer.h); tok must
- * outlive the wrapper. */
-int ds_tokenizer_from_tok(ds_tokenizer *out, struct tok_tokenizer *tok, oh_err *err);
 
 /* ---- configuration ---- */
 
@@ -107,7 +93,7 @@ typedef struct ds_config {
     int pack_window;        /* units per packing window; 0 = 2048 */
     ds_long_policy long_docs;
     double eval_split;      /* < 1: fraction of records; >= 1: a count */
-    const ds_template *chat;      /* NULL: built-in Olmo/ChatML */
+    const ds_template *chat;      /* NULL: built-in Olmo/ChatML; borrowed, must outlive the loader */
     const char *system_message;   /* NULL or "": none injected */
     bool train_last_turn_only;
     ds_bad_policy on_bad_record;
@@ -147,6 +133,9 @@ typedef struct ds_stats {
     const ds_source_stats *source;        /* [nsources] */
 } ds_stats;
 
+/* Read and tokenize every source, split, mix. cfg is copied (paths and the
+ * system message too; the chat template and the tokenizer are borrowed).
+ * Free with ds_loader_free. */
 int ds_loader_create(ds_loader **out, const ds_config *cfg, const ds_tokenizer *tok, oh_err *err);
 void ds_loader_free(ds_loader *ld);
 const ds_stats *ds_loader_stats(const ds_loader *ld);

@@ -368,6 +368,11 @@ int ds_reader_next(ds_reader *r, ds_record *rec, oh_err *err) {
         int bad = 0;
         if (oh_json_parse(&r->json, r->rec, r->rec_len, r->origin.p, &e) != 0) {
             rewrite_json_msg(r, &e);
+            size_t sl = strip_compression(r->source, strlen(r->source));
+            if (ends_with_ci(r->source, sl, ".json")) { /* likely one pretty-printed object */
+                size_t ml = strlen(e.msg);
+                snprintf(e.msg + ml, sizeof e.msg - ml, " (a .json dataset is a top-level array of objects, or one object per line)");
+            }
             bad = 1;
         } else if (oh_json_type(&r->json, 0) != JSMN_OBJECT) {
             int t = oh_json_type(&r->json, 0);

@@ -77,7 +77,7 @@ typedef struct tok_special {
 
 /* Load a tiktoken encoding. path: a rank file, plain or gzip-compressed, either
  * tiktoken's format (one "base64token rank" per line) or the npm `tiktoken`
- * package's encoders/*.json ({"pat_str", "special_tokens", "bpe_ranks": "! 0
+ * package's encoders/NAME.json ({"pat_str", "special_tokens", "bpe_ranks": "! 0
  * tok tok ..."}: each line "! first_rank" then tokens of consecutive ranks).
  * pattern: the pre-tokenizer regex (Rust regex dialect); NULL takes the JSON's
  * pat_str, else TOK_CL100K_PATTERN. specials: the special tokens (nspecials of
