@@ -46,8 +46,10 @@
  * the same number of calls). Positions are global, so any rank's position
  * resumes every rank.
  *
- * Resume: ds_position (epoch, window, bin, global batch count, and a
- * fingerprint of the data and packing settings) taken after a call and set on
+ * Resume: ds_position (epoch; window, whose first unit is at index
+ * window * pack_window of the epoch's permutation; bin, the next of that
+ * window's shuffled bins; the global batch count; and a fingerprint of the
+ * data and packing settings) taken after a call and set on
  * a loader built from the same config gives the same subsequent batches.
  *
  * The tokenizer is a ds_tokenizer (chat.h): ds_tokenizer_from_tok wraps the

@@ -240,7 +240,6 @@ typedef enum re_dialect { RE_DIALECT_ONIG, RE_DIALECT_RUST } re_dialect;
  * or -1 with why filled. */
 static int re_translate(const char *src, size_t n, re_dialect d, oh_buf *out, char *why, size_t whyn) {
     bool in_class = false;
-    size_t class_start = 0;
     for (size_t i = 0; i < n; i++) {
         char c = src[i];
         if (c == '\\') {
@@ -284,7 +283,7 @@ static int re_translate(const char *src, size_t n, re_dialect d, oh_buf *out, ch
             }
         }
         if (in_class) {
-            if (c == ']' && i > class_start) { in_class = false; oh_buf_put(out, &c, 1); continue; }
+            if (c == ']') { in_class = false; oh_buf_put(out, &c, 1); continue; }
             if (c == '[') {
                 if (i + 1 < n && src[i + 1] == ':') { /* POSIX class [:name:] */
                     const char *e = NULL;
@@ -307,8 +306,7 @@ static int re_translate(const char *src, size_t n, re_dialect d, oh_buf *out, ch
             oh_buf_put(out, &c, 1);
             /* a ']' right after '[' or '[^' is a literal */
             if (i + 1 < n && src[i + 1] == '^') { oh_buf_put(out, "^", 1); i++; }
-            class_start = i + 1;
-            if (i + 1 < n && src[i + 1] == ']') { oh_buf_put(out, "\\]", 2); i++; class_start = i + 1; }
+            if (i + 1 < n && src[i + 1] == ']') { oh_buf_put(out, "\\]", 2); i++; }
             continue;
         }
         if (c == '(' && i + 1 < n && src[i + 1] == '?') {
@@ -339,9 +337,9 @@ static int re_translate(const char *src, size_t n, re_dialect d, oh_buf *out, ch
 /* Compile a tokenizer regex (or, with literal, a plain string). */
 static pcre2_code *re_compile(const char *src, size_t n, re_dialect d, bool literal, const char *what, oh_err *err) {
     oh_buf pat = {0};
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP;
+    uint32_t opts = PCRE2_UTF;
     if (literal) {
-        opts |= PCRE2_LITERAL;
+        opts |= PCRE2_LITERAL; /* (UCP is not allowed with it, nor needed) */
         oh_buf_put(&pat, src, n);
     } else {
         char why[200];
@@ -350,7 +348,7 @@ static pcre2_code *re_compile(const char *src, size_t n, re_dialect d, bool lite
             oh_errf(err, "%s: regex /%.*s/: %s", what, (int)(n > 200 ? 200 : n), src, why);
             return NULL;
         }
-        opts |= d == RE_DIALECT_ONIG ? PCRE2_MULTILINE : PCRE2_DOLLAR_ENDONLY;
+        opts |= PCRE2_UCP | (d == RE_DIALECT_ONIG ? PCRE2_MULTILINE : PCRE2_DOLLAR_ENDONLY);
     }
     int ec;
     PCRE2_SIZE eo;
@@ -572,13 +570,10 @@ static int finish_byte_ids(tok_tokenizer *t, oh_err *err) {
  * check it against the id the file declares (declared < 0: take it). */
 static int add_added_token(tok_tokenizer *t, const tok_added *a, int32_t declared, int32_t *next_id, oh_err *err) {
     uint64_t h = hash_bytes(a->text, a->len);
-    int32_t id = -1;
-    for (size_t i = 0; i < t->nadded; i++)
-        if (t->added[i].len == a->len && !memcmp(t->added[i].text, a->text, a->len))
-            return oh_errf(err, "%s: added_tokens: \"%s\" appears twice", t->what, a->text);
     int32_t v = idmap_find(&t->by_str, &t->str, a->text, a->len, h);
-    if (v >= 0) id = v;
-    else id = (*next_id)++;
+    if (v >= 0 && (t->flags[v] & TOK_F_ADDED))
+        return oh_errf(err, "%s: added_tokens: \"%s\" appears twice", t->what, a->text);
+    int32_t id = v >= 0 ? v : (*next_id)++;
     if (declared >= 0 && declared != id)
         return oh_errf(err, "%s: added_tokens: \"%s\" is declared with id %d but Hugging Face tokenizers would give "
                             "it id %d; refusing to guess", t->what, a->text, declared, id);

@@ -157,7 +157,7 @@ int cmd_tokenize(int argc, char **argv) {
     const char *tok_path = r.tokenizer.path[0] ? r.tokenizer.path : r.model.path;
     tok_tokenizer *tok = tok_load(tok_path, &err);
     if (!tok) { fprintf(stderr, "error: %s\n", err.msg); return 1; }
-    ds_tokenizer dtok;
+    ds_tokenizer dtok = {0};
     ds_source src[RECIPE_MAX_SOURCES];
     ds_config dc;
     ds_template tmpl;
@@ -170,6 +170,7 @@ int cmd_tokenize(int argc, char **argv) {
     }
     if (rc) fprintf(stderr, "error: %s\n", err.msg);
     if (have_tmpl) ds_template_free(&tmpl);
+    ds_tokenizer_release(&dtok);
     tok_free(tok);
     return rc ? 1 : 0;
 }

@@ -277,7 +277,7 @@ int train_run(const recipe *r, bool resume, oh_err *err) {
     const char *tok_path = r->tokenizer.path[0] ? r->tokenizer.path : r->model.path;
     tok_tokenizer *tok = tok_load(tok_path, err);
     if (!tok) goto out_model;
-    ds_tokenizer dtok;
+    ds_tokenizer dtok = {0};
     if (ds_tokenizer_from_tok(&dtok, tok, err)) goto out_tok;
     ds_source src[RECIPE_MAX_SOURCES];
     ds_config dc;
@@ -514,6 +514,7 @@ out_loader:
 out_tmpl:
     if (have_tmpl) ds_template_free(&tmpl);
 out_tok:
+    ds_tokenizer_release(&dtok);
     tok_free(tok);
 out_model:
     m.lora = NULL;

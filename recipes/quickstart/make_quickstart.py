@@ -37,7 +37,7 @@ for w in ["What", "is"]:
         cur += ch
 merge(sp, "What")
 merge(sp, "is")
-for op in "+-=":
+for op in "+-=*":
     merge(sp, op)
 tok = {
     "version": "1.0", "truncation": None, "padding": None,
@@ -70,4 +70,14 @@ def example():
 with open("arithmetic.jsonl", "w") as f:
     for _ in range(3000):
         f.write(json.dumps(example()) + "\n")
+
+# the LoRA quickstart teaches the SFT'd model a new skill: multiplication
+# (with some of the old questions so that it keeps them)
+def times():
+    a, b = rng.randint(0, 9), rng.randint(0, 9)
+    return {"messages": [{"role": "user", "content": f"What is {a} * {b}?"},
+                         {"role": "assistant", "content": f"{a} * {b} = {a * b}"}]}
+with open("multiplication.jsonl", "w") as f:
+    for _ in range(3000):
+        f.write(json.dumps(times() if rng.random() < 0.8 else example()) + "\n")
 print(f"vocab {len(vocab)}, merges {len(merges)}")

@@ -41,14 +41,6 @@ static void put_utf8(oh_buf *b, uint32_t cp) {
     oh_buf_put(b, o, (size_t)n);
 }
 
-/* The byte-level spelling of raw bytes s ("a b" -> "aĠb"). */
-static char *spell(const char *s) {
-    oh_buf b = {0};
-    oh_buf_put(&b, "", 0);
-    for (const unsigned char *p = (const unsigned char *)s; *p; p++) put_utf8(&b, b2u(*p));
-    return b.p;
-}
-
 #define G "\xc4\xa0" /* "Ġ", the spelling of a space */
 
 typedef struct spec {
@@ -59,7 +51,7 @@ typedef struct spec {
     bool ignore_merges;
     const char *model_extra; /* extra model members or NULL */
     const char *top_extra;   /* extra top-level members (replacing defaults) or NULL */
-    int skip_byte;           /* a byte left out of the vocab, or -1 */
+    int missing_byte;        /* 1 + a byte left out of the vocab; 0: none */
 } spec;
 
 /* The 256 byte symbols get id = byte value. */
@@ -83,7 +75,7 @@ static char *make_json(spec s) {
     oh_buf_puts(&b, "\"vocab\": {");
     bool first = true;
     for (int i = 0; i < 256; i++) {
-        if (i == s.skip_byte) continue;
+        if (i + 1 == s.missing_byte) continue;
         oh_buf tmp = {0};
         put_utf8(&tmp, b2u(i));
         if (!first) oh_buf_puts(&b, ", ");
@@ -126,7 +118,7 @@ static void expect_ids(tok_tokenizer *t, const char *text, const int32_t *want) 
     char got[1024] = "", exp[1024] = "";
     for (size_t i = 0; i < n && strlen(got) < 1000; i++) snprintf(got + strlen(got), sizeof got - strlen(got), "%d ", ids[i]);
     for (size_t i = 0; i < m && strlen(exp) < 1000; i++) snprintf(exp + strlen(exp), sizeof exp - strlen(exp), "%d ", want[i]);
-    cr_assert(n == m && !memcmp(ids, want, m * sizeof *ids), "\"%s\": got [%s], want [%s]", text, got, exp);
+    cr_assert(n == m && (m == 0 || !memcmp(ids, want, m * sizeof *ids)), "\"%s\": got [%s], want [%s]", text, got, exp);
     free(ids);
 }
 #define IDS(...) ((const int32_t[]){__VA_ARGS__, -1})
@@ -162,7 +154,7 @@ static void write_gz(const char *path, const char *data, size_t n) {
 #define HELLO_VOCAB "\"he\": 256, \"ll\": 257, \"hell\": 258, \"hello\": 259"
 
 Test(tokenizer, merges_by_rank) {
-    tok_tokenizer *t = load_spec((spec){.merges = HELLO_MERGES, .vocab_extra = HELLO_VOCAB, .skip_byte = -1});
+    tok_tokenizer *t = load_spec((spec){.merges = HELLO_MERGES, .vocab_extra = HELLO_VOCAB});
     expect_ids(t, "hello", IDS(259));
     expect_ids(t, "hell", IDS(258));
     expect_ids(t, "helo", IDS(256, 'l', 'o'));
@@ -170,31 +162,31 @@ Test(tokenizer, merges_by_rank) {
     expect_ids(t, "", NOIDS);
     tok_free(t);
     /* the lower rank wins: "a b" before "b c" -> ab c; reversed -> a bc */
-    t = load_spec((spec){.merges = "[\"a b\", \"b c\"]", .vocab_extra = "\"ab\": 256, \"bc\": 257", .skip_byte = -1});
+    t = load_spec((spec){.merges = "[\"a b\", \"b c\"]", .vocab_extra = "\"ab\": 256, \"bc\": 257"});
     expect_ids(t, "abc", IDS(256, 'c'));
     tok_free(t);
-    t = load_spec((spec){.merges = "[\"b c\", \"a b\"]", .vocab_extra = "\"ab\": 256, \"bc\": 257", .skip_byte = -1});
+    t = load_spec((spec){.merges = "[\"b c\", \"a b\"]", .vocab_extra = "\"ab\": 256, \"bc\": 257"});
     expect_ids(t, "abc", IDS('a', 257));
     tok_free(t);
 }
 
 Test(tokenizer, merge_forms_agree) {
-    tok_tokenizer *a = load_spec((spec){.merges = HELLO_MERGES, .vocab_extra = HELLO_VOCAB, .skip_byte = -1});
+    tok_tokenizer *a = load_spec((spec){.merges = HELLO_MERGES, .vocab_extra = HELLO_VOCAB});
     tok_tokenizer *b = load_spec((spec){.merges = "[[\"h\", \"e\"], [\"l\", \"l\"], [\"he\", \"ll\"], [\"hell\", \"o\"]]",
-                                        .vocab_extra = HELLO_VOCAB, .skip_byte = -1});
+                                        .vocab_extra = HELLO_VOCAB});
     expect_ids(a, "hello hell", IDS(259, ' ', 258));
     expect_ids(b, "hello hell", IDS(259, ' ', 258));
     tok_free(a);
     tok_free(b);
     /* "#version" lines are skipped in the string form */
-    tok_tokenizer *c = load_spec((spec){.merges = "[\"#version: 0.2\", \"h e\"]", .vocab_extra = "\"he\": 256", .skip_byte = -1});
+    tok_tokenizer *c = load_spec((spec){.merges = "[\"#version: 0.2\", \"h e\"]", .vocab_extra = "\"he\": 256"});
     expect_ids(c, "he", IDS(256));
     tok_free(c);
 }
 
 Test(tokenizer, ignore_merges) {
     /* "abc" is in the vocab but no merge reaches it */
-    spec s = {.merges = "[\"a b\"]", .vocab_extra = "\"ab\": 256, \"abc\": 257", .skip_byte = -1};
+    spec s = {.merges = "[\"a b\"]", .vocab_extra = "\"ab\": 256, \"abc\": 257"};
     tok_tokenizer *t = load_spec(s);
     expect_ids(t, "abc", IDS(256, 'c'));
     tok_free(t);
@@ -207,7 +199,7 @@ Test(tokenizer, ignore_merges) {
 
 Test(tokenizer, byte_level_mapping) {
     /* a space is spelled Ġ; non-ASCII text goes byte by byte */
-    tok_tokenizer *t = load_spec((spec){.merges = "[\"" G " w\"]", .vocab_extra = "\"" G "w\": 256", .skip_byte = -1});
+    tok_tokenizer *t = load_spec((spec){.merges = "[\"" G " w\"]", .vocab_extra = "\"" G "w\": 256"});
     expect_ids(t, "a world", IDS('a', 256, 'o', 'r', 'l', 'd'));
     expect_ids(t, "\xc3\xa9", IDS(0xc3, 0xa9));
     expect_ids(t, "\n\t\x01", IDS('\n', '\t', 1));
@@ -222,7 +214,7 @@ Test(tokenizer, byte_level_mapping) {
 }
 
 Test(tokenizer, invalid_utf8_refused) {
-    tok_tokenizer *t = load_spec((spec){.skip_byte = -1});
+    tok_tokenizer *t = load_spec((spec){0});
     int32_t *ids;
     size_t n;
     oh_err e;
@@ -240,7 +232,7 @@ Test(tokenizer, invalid_utf8_refused) {
 
 Test(tokenizer, split_isolated) {
     /* the merge b+Ġ applies only when nothing splits between b and the space */
-    spec s = {.merges = "[\"b " G "\"]", .vocab_extra = "\"b" G "\": 256", .skip_byte = -1};
+    spec s = {.merges = "[\"b " G "\"]", .vocab_extra = "\"b" G "\": 256"};
     tok_tokenizer *t = load_spec(s);
     expect_ids(t, "ab cd", IDS('a', 256, 'c', 'd'));
     tok_free(t);
@@ -263,7 +255,7 @@ Test(tokenizer, split_isolated) {
 Test(tokenizer, split_white_space_is_unicode_white_space) {
     /* \s must not match U+180E (PCRE2's \s does; Oniguruma's and Rust's do not) */
     spec s = {.merges = "[\"a \xc3\xa1\", \"a \xc3\x82\"]", .vocab_extra = "\"a\xc3\xa1\": 256, \"a\xc3\x82\": 257",
-              .pre = SEQ(SPLIT("\\\\s")), .skip_byte = -1};
+              .pre = SEQ(SPLIT("\\\\s"))};
     tok_tokenizer *t = load_spec(s);
     expect_ids(t, "a\xe1\xa0\x8e" "b", IDS(256, 0xa0, 0x8e, 'b')); /* U+180E: no split, a+E1 merges */
     expect_ids(t, "a\xc2\xa0" "b", IDS('a', 0xc2, 0xa0, 'b'));     /* U+00A0 is white space: split */
@@ -272,7 +264,7 @@ Test(tokenizer, split_white_space_is_unicode_white_space) {
 
 Test(tokenizer, gpt2_regex_and_prefix_space) {
     const char *pre = "{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": true}";
-    spec s = {.merges = "[\"' m\", \"" G " " G "\"]", .vocab_extra = "\"'m\": 256, \"" G G "\": 257", .pre = pre, .skip_byte = -1};
+    spec s = {.merges = "[\"' m\", \"" G " " G "\"]", .vocab_extra = "\"'m\": 256, \"" G G "\": 257", .pre = pre};
     tok_tokenizer *t = load_spec(s);
     expect_ids(t, "I'm", IDS('I', 256));
     expect_ids(t, "I'M", IDS('I', '\'', 'M')); /* GPT-2's contractions are lower case only */
@@ -294,37 +286,37 @@ Test(tokenizer, quickstart_tokenizer) {
     cr_assert_eq(tok_token_id(t, "<|endoftext|>"), 1);
     cr_assert(tok_is_special(t, 1));
     cr_assert(!tok_is_special(t, 262));
-    cr_assert_eq(tok_vocab_size(t), 269);
+    cr_assert_geq(tok_vocab_size(t), 269); /* (recipes/quickstart/make_quickstart.py may add merges) */
     tok_free(t);
 }
 
 /* ---- added tokens ---- */
 
-static const char *added_json(const char *members) { return members; }
 #define ADDED(id, content, extra) \
     "{\"id\": " #id ", \"content\": \"" content "\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, " \
     "\"normalized\": false, \"special\": true" extra "}"
 
 Test(tokenizer, added_tokens_in_text) {
-    spec s = {.added = added_json("[" ADDED(256, "<s>", "") ", " ADDED(257, "<s>>", "") ", " ADDED(258, "</s>", "") "]"),
-              .vocab_extra = "\"ab\": 259", .merges = "[\"a b\"]", .skip_byte = -1};
+    spec s = {.added = "[" ADDED(257, "<s>", "") ", " ADDED(258, "<s>>", "") ", " ADDED(259, "</s>", "") "]",
+              .vocab_extra = "\"ab\": 256", .merges = "[\"a b\"]"};
     tok_tokenizer *t = load_spec(s);
-    expect_ids(t, "ab<s>ab", IDS(259, 256, 259));
-    expect_ids(t, "a<s>>b", IDS('a', 257, 'b')); /* leftmost-longest */
-    expect_ids(t, "<s><s></s>", IDS(256, 256, 258));
+    expect_ids(t, "ab<s>ab", IDS(256, 257, 256));
+    expect_ids(t, "a<s>>b", IDS('a', 258, 'b')); /* leftmost-longest */
+    expect_ids(t, "<s><s></s>", IDS(257, 257, 259));
     expect_ids(t, "<s", IDS('<', 's'));
     expect_ids(t, "a<s >b", IDS('a', '<', 's', ' ', '>', 'b'));
     expect_round_trip(t, "x<s>y</s><s>>z");
-    cr_assert_eq(tok_token_id(t, "<s>>"), 257);
-    cr_assert(tok_is_special(t, 258));
-    cr_assert_str_eq(tok_token_text(t, 257), "<s>>");
+    cr_assert_eq(tok_token_id(t, "<s>>"), 258);
+    cr_assert(tok_is_special(t, 259));
+    cr_assert(!tok_is_special(t, 256));
+    cr_assert_str_eq(tok_token_text(t, 258), "<s>>");
     tok_free(t);
 }
 
 Test(tokenizer, added_tokens_strip) {
     const char *added = "[{\"id\": 256, \"content\": \"[M]\", \"single_word\": false, \"lstrip\": true, \"rstrip\": false, \"normalized\": false, \"special\": true},"
                         " {\"id\": 257, \"content\": \"[R]\", \"single_word\": false, \"lstrip\": false, \"rstrip\": true, \"normalized\": false, \"special\": true}]";
-    tok_tokenizer *t = load_spec((spec){.added = added, .skip_byte = -1});
+    tok_tokenizer *t = load_spec((spec){.added = added});
     expect_ids(t, "a  [M] b", IDS('a', 256, ' ', 'b'));
     expect_ids(t, "a[R]  b", IDS('a', 257, 'b'));
     expect_ids(t, "a\xe3\x80\x80[M]", IDS('a', 256)); /* U+3000 is white space */
@@ -334,7 +326,7 @@ Test(tokenizer, added_tokens_strip) {
 
 Test(tokenizer, added_tokens_single_word) {
     const char *added = "[{\"id\": 256, \"content\": \"ab\", \"single_word\": true, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": false}]";
-    tok_tokenizer *t = load_spec((spec){.added = added, .skip_byte = -1});
+    tok_tokenizer *t = load_spec((spec){.added = added});
     expect_ids(t, "ab cab ab", IDS(256, ' ', 'c', 'a', 'b', ' ', 256));
     expect_ids(t, "abc (ab)", IDS('a', 'b', 'c', ' ', '(', 256, ')'));
     expect_ids(t, "\xc3\xa9" "ab", IDS(0xc3, 0xa9, 'a', 'b')); /* é is a word character */
@@ -347,7 +339,7 @@ Test(tokenizer, added_tokens_normalized_after_raw) {
      * what is left: "bc" wins over the leftmost "ab" */
     const char *added = "[{\"id\": 256, \"content\": \"ab\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": true, \"special\": false},"
                         " {\"id\": 257, \"content\": \"bc\", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": true}]";
-    tok_tokenizer *t = load_spec((spec){.added = added, .skip_byte = -1});
+    tok_tokenizer *t = load_spec((spec){.added = added});
     expect_ids(t, "abc", IDS('a', 257));
     expect_ids(t, "abxab", IDS(256, 'x', 256));
     tok_free(t);
@@ -357,15 +349,15 @@ Test(tokenizer, added_token_ids_follow_hf) {
     /* a token in the vocab takes the vocab's id; a new one the next id after
      * the vocab's size; a declared id that differs is refused */
     const char *ok = "[" ADDED(256, "ab", "") ", " ADDED(257, "<x>", "") "]";
-    tok_tokenizer *t = load_spec((spec){.added = ok, .vocab_extra = "\"ab\": 256", .skip_byte = -1});
+    tok_tokenizer *t = load_spec((spec){.added = ok, .vocab_extra = "\"ab\": 256"});
     expect_ids(t, "ab<x>", IDS(256, 257));
     tok_free(t);
-    expect_refused((spec){.added = "[" ADDED(300, "<x>", "") "]", .skip_byte = -1}, "would give it id 256");
+    expect_refused((spec){.added = "[" ADDED(300, "<x>", "") "]"}, "would give it id 256");
 }
 
 Test(tokenizer, decode) {
     const char *added = "[" ADDED(256, "<|im_start|>", "") ", " ADDED(257, G "foo", "") "]";
-    tok_tokenizer *t = load_spec((spec){.added = added, .skip_byte = -1});
+    tok_tokenizer *t = load_spec((spec){.added = added});
     int32_t ids[] = {256, 'h', 'i', ' ', 0xc3, 0xa9, 257};
     char *d;
     size_t n;
@@ -387,14 +379,14 @@ Test(tokenizer, template_tokens) {
     const char *pp = "\"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [{\"SpecialToken\": {\"id\": \"<s>\", \"type_id\": 0}},"
                      " {\"Sequence\": {\"id\": \"A\", \"type_id\": 0}}, {\"SpecialToken\": {\"id\": \"</s>\", \"type_id\": 0}}], \"pair\": [],"
                      " \"special_tokens\": {\"<s>\": {\"id\": \"<s>\", \"ids\": [256], \"tokens\": [\"<s>\"]}, \"</s>\": {\"id\": \"</s>\", \"ids\": [257], \"tokens\": [\"</s>\"]}}}";
-    tok_tokenizer *t = load_spec((spec){.added = "[" ADDED(256, "<s>", "") ", " ADDED(257, "</s>", "") "]", .top_extra = pp, .skip_byte = -1});
+    tok_tokenizer *t = load_spec((spec){.added = "[" ADDED(256, "<s>", "") ", " ADDED(257, "</s>", "") "]", .top_extra = pp});
     const int32_t *pre, *post;
     size_t npre, npost;
     tok_template(t, &pre, &npre, &post, &npost);
     cr_assert(npre == 1 && pre[0] == 256 && npost == 1 && post[0] == 257);
     expect_ids(t, "x", IDS('x')); /* encode adds none */
     tok_free(t);
-    t = load_spec((spec){.skip_byte = -1});
+    t = load_spec((spec){0});
     tok_template(t, &pre, &npre, &post, &npost);
     cr_assert(npre == 0 && npost == 0);
     tok_free(t);
@@ -403,53 +395,53 @@ Test(tokenizer, template_tokens) {
 /* ---- refusals ---- */
 
 Test(tokenizer, refuses_unsupported) {
-    expect_refused((spec){.skip_byte = -1, .top_extra = "\"normalizer\": {\"type\": \"NFC\"}"}, "normalizer type \"NFC\"");
-    expect_refused((spec){.skip_byte = -1, .pre = "{\"type\": \"Metaspace\", \"replacement\": \"_\"}"}, "\"Metaspace\"");
-    expect_refused((spec){.skip_byte = -1, .pre = "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": \"a\"}, "
+    expect_refused((spec){.top_extra = "\"normalizer\": {\"type\": \"NFC\"}"}, "normalizer type \"NFC\"");
+    expect_refused((spec){.pre = "{\"type\": \"Metaspace\", \"replacement\": \"_\"}"}, "\"Metaspace\"");
+    expect_refused((spec){.pre = "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": \"a\"}, "
                                                   "\"behavior\": \"Removed\", \"invert\": false}, {\"type\": \"ByteLevel\"}]}"},
                    "behavior \"Removed\"");
-    expect_refused((spec){.skip_byte = -1, .pre = "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": \"a\"}, "
+    expect_refused((spec){.pre = "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": \"a\"}, "
                                                   "\"behavior\": \"Isolated\", \"invert\": true}, {\"type\": \"ByteLevel\"}]}"},
                    "invert");
-    expect_refused((spec){.skip_byte = -1, .pre = SEQ(SPLIT("\\\\w+"))}, "\\w");
-    expect_refused((spec){.skip_byte = -1, .pre = SEQ(SPLIT("(unclosed"))}, "does not compile");
-    expect_refused((spec){.skip_byte = -1, .pre = "null"}, "pre_tokenizer null");
-    expect_refused((spec){.skip_byte = -1, .pre = "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"ByteLevel\"}, " SPLIT("a") "]}"},
+    expect_refused((spec){.pre = SEQ(SPLIT("\\\\w+"))}, "\\w");
+    expect_refused((spec){.pre = SEQ(SPLIT("(unclosed"))}, "does not compile");
+    expect_refused((spec){.pre = "null"}, "pre_tokenizer null");
+    expect_refused((spec){.pre = "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"ByteLevel\"}, " SPLIT("a") "]}"},
                    "must come");
-    expect_refused((spec){.skip_byte = -1, .model_extra = "\"type\": \"WordPiece\""}, "model type \"WordPiece\"");
-    expect_refused((spec){.skip_byte = -1, .top_extra = "\"decoder\": {\"type\": \"Metaspace\"}"}, "decoder type \"Metaspace\"");
-    expect_refused((spec){.skip_byte = -1, .top_extra = "\"post_processor\": {\"type\": \"RobertaProcessing\"}"}, "\"RobertaProcessing\"");
-    expect_refused((spec){.skip_byte = -1, .top_extra = "\"truncation\": {\"max_length\": 5}"}, "truncation");
-    expect_refused((spec){.skip_byte = -1, .top_extra = "\"padding\": {\"strategy\": \"BatchLongest\"}"}, "padding");
-    expect_refused((spec){.skip_byte = -1, .skip_byte = 'q'}, "byte 0x71");
-    expect_refused((spec){.skip_byte = -1, .merges = "[\"a b\"]"}, "\"ab\" is not in the vocabulary");
-    expect_refused((spec){.skip_byte = -1, .merges = "[\"a b c\"]", .vocab_extra = "\"ab\": 256"}, "merges[0]");
-    expect_refused((spec){.skip_byte = -1, .vocab_extra = "\"zz\": 65"}, "id 65");
+    expect_refused((spec){.top_extra = "\"decoder\": {\"type\": \"Metaspace\"}"}, "decoder type \"Metaspace\"");
+    expect_refused((spec){.top_extra = "\"post_processor\": {\"type\": \"RobertaProcessing\"}"}, "\"RobertaProcessing\"");
+    expect_refused((spec){.top_extra = "\"truncation\": {\"max_length\": 5}"}, "truncation");
+    expect_refused((spec){.top_extra = "\"padding\": {\"strategy\": \"BatchLongest\"}"}, "padding");
+    expect_refused((spec){.missing_byte = 1 + 'q'}, "byte 0x71");
+    expect_refused((spec){.merges = "[\"a b\"]"}, "\"ab\" is not in the vocabulary");
+    expect_refused((spec){.merges = "[\"a b c\"]", .vocab_extra = "\"ab\": 256"}, "merges[0]");
+    expect_refused((spec){.vocab_extra = "\"zz\": 65"}, "id 65");
+}
+
+/* make_json's text with one member changed */
+static void expect_refused_edit(const char *from, const char *to, const char *needle) {
+    char *j = make_json((spec){0});
+    char *at = strstr(j, from);
+    cr_assert(at, "no %s", from);
+    oh_buf b = {0};
+    oh_buf_put(&b, j, (size_t)(at - j));
+    oh_buf_puts(&b, to);
+    oh_buf_puts(&b, at + strlen(from));
+    oh_err e = {{0}};
+    tok_tokenizer *t = tok_load_json(b.p, b.n, "test.json", &e);
+    cr_assert_null(t, "accepted %s", to);
+    cr_assert(strstr(e.msg, needle) && strstr(e.msg, "test.json"), "error \"%s\" does not mention \"%s\"", e.msg, needle);
+    oh_buf_free(&b);
+    free(j);
 }
 
 Test(tokenizer, refuses_model_options) {
-    /* the model's keys appear after the ones make_json writes; the later key is the one read */
-    const char *opts[][2] = {
-        {"\"byte_fallback\": true", "byte_fallback"},
-        {"\"continuing_subword_prefix\": \"##\"", "continuing_subword_prefix"},
-        {"\"end_of_word_suffix\": \"</w>\"", "end_of_word_suffix"},
-        {"\"dropout\": 0.1", "dropout"},
-    };
-    for (size_t i = 0; i < sizeof opts / sizeof *opts; i++) {
-        char *j = make_json((spec){.skip_byte = -1, .model_extra = opts[i][0]});
-        /* drop the default member of that name, keeping the test's */
-        char key[64];
-        snprintf(key, sizeof key, "\"%.*s\": ", (int)(strchr(opts[i][0] + 1, '"') - opts[i][0] - 1), opts[i][0] + 1);
-        char *first = strstr(j, key), *second = first ? strstr(first + 1, key) : NULL;
-        cr_assert(first && second);
-        char *end = strchr(first, ',');
-        memmove(first, end + 2, strlen(end + 2) + 1);
-        oh_err e = {{0}};
-        tok_tokenizer *t = tok_load_json(j, strlen(j), "test.json", &e);
-        cr_assert_null(t, "accepted %s", opts[i][0]);
-        cr_assert(strstr(e.msg, opts[i][1]), "%s", e.msg);
-        free(j);
-    }
+    expect_refused_edit("\"type\": \"BPE\"", "\"type\": \"WordPiece\"", "model type \"WordPiece\"");
+    expect_refused_edit("\"byte_fallback\": false", "\"byte_fallback\": true", "byte_fallback");
+    expect_refused_edit("\"continuing_subword_prefix\": null", "\"continuing_subword_prefix\": \"##\"", "continuing_subword_prefix");
+    expect_refused_edit("\"end_of_word_suffix\": null", "\"end_of_word_suffix\": \"</w>\"", "end_of_word_suffix");
+    expect_refused_edit("\"dropout\": null", "\"dropout\": 0.1", "dropout");
+    expect_refused_edit("\"version\": \"1.0\"", "\"version\": \"2.0\"", "version");
 }
 
 Test(tokenizer, refuses_bad_json) {
@@ -463,7 +455,7 @@ Test(tokenizer, refuses_bad_json) {
 /* ---- files ---- */
 
 Test(tokenizer, loads_gzip_and_directories) {
-    char *j = make_json((spec){.merges = HELLO_MERGES, .vocab_extra = HELLO_VOCAB, .skip_byte = -1});
+    char *j = make_json((spec){.merges = HELLO_MERGES, .vocab_extra = HELLO_VOCAB});
     char *gz = tmp_path("tok.json.gz");
     write_gz(gz, j, strlen(j));
     oh_err e;
@@ -525,7 +517,8 @@ static void check_tiktoken(tok_tokenizer *t) {
     expect_ids(t, "abc", IDS(258));          /* a whole token */
     expect_ids(t, "abcd", IDS(258, 'd'));    /* ab, then ab+c = abc */
     expect_ids(t, "bcab", IDS(257, 256));
-    expect_ids(t, "x abc", IDS('x', 259, 257)); /* " abc": " a" (259) first, then bc */
+    expect_ids(t, "x abc", IDS('x', ' ', 258)); /* " abc": ab (256) first, then ab+c */
+    expect_ids(t, "x ac", IDS('x', 259, 'c'));  /* " ac": " a" */
     expect_ids(t, "<|endoftext|>ab<|endoftext|>", IDS(1000, 256, 1000));
     expect_round_trip(t, "hello <|endoftext|> w\xc3\xb6rld 123");
     cr_assert_eq(tok_token_id(t, "<|endoftext|>"), 1000);
@@ -623,7 +616,7 @@ Test(tokenizer, tiktoken_refusals) {
 Test(tokenizer, batch_matches_single) {
     const char *added = "[" ADDED(260, "<|im_end|>", "") "]";
     tok_tokenizer *t = load_spec((spec){.merges = HELLO_MERGES, .vocab_extra = HELLO_VOCAB, .added = added,
-                                        .pre = SEQ(SPLIT(" ?\\\\p{L}+|\\\\s+")), .skip_byte = -1});
+                                        .pre = SEQ(SPLIT(" ?\\\\p{L}+|\\\\s+"))});
     enum { N = 2000 };
     char **texts = malloc(N * sizeof *texts);
     size_t *lens = malloc(N * sizeof *lens);
@@ -670,27 +663,29 @@ static int run_cmd(const char *tpath, const char *in, const char *out) {
 }
 
 Test(tokenizer, tokenize_command) {
-    char *in = tmp_path("in.jsonl"), *out = tmp_path("out.jsonl");
-    const char *lines = "{\"text\": \"<|im_start|>user\\nWhat is 3 + 4?<|im_end|>\"}\n{\"text\": \"\"}\n{\"id\": 1, \"text\": \"What\"}\n";
+    char *tp = tmp_path("cmd_tok.json"), *in = tmp_path("in.jsonl"), *out = tmp_path("out.jsonl");
+    char *j = make_json((spec){.merges = HELLO_MERGES, .vocab_extra = HELLO_VOCAB, .added = "[" ADDED(260, "<|im_end|>", "") "]"});
     oh_err e;
+    cr_assert_eq(oh_write_file_atomic(tp, j, strlen(j), &e), 0, "%s", e.msg);
+    const char *lines = "{\"text\": \"hello<|im_end|>\\n\"}\n{\"text\": \"\"}\n{\"id\": 1, \"text\": \"hell\\u00e9\"}\n";
     cr_assert_eq(oh_write_file_atomic(in, lines, strlen(lines), &e), 0);
-    cr_assert_eq(run_cmd(OH_SOURCE_DIR "/recipes/quickstart", in, out), 0);
+    cr_assert_eq(run_cmd(tp, in, out), 0);
     char *got;
     size_t n;
     cr_assert_eq(oh_read_file(out, &got, &n, &e), 0, "%s", e.msg);
-    cr_assert_str_eq(got, "{\"ids\": [2,121,119,105,118,14,262,265,36,55,266,36,56,67,3]}\n{\"ids\": []}\n{\"ids\": [262]}\n");
+    cr_assert_str_eq(got, "{\"ids\": [259,260,10]}\n{\"ids\": []}\n{\"ids\": [258,195,169]}\n");
     free(got);
     unlink(out);
     /* a malformed line stops the run, names file:line, and leaves no output */
     const char *bad = "{\"text\": \"a\"}\n{\"txt\": \"b\"}\n";
     cr_assert_eq(oh_write_file_atomic(in, bad, strlen(bad), &e), 0);
-    cr_assert_eq(run_cmd(OH_SOURCE_DIR "/recipes/quickstart", in, out), 1);
+    cr_assert_eq(run_cmd(tp, in, out), 1);
     cr_assert(!oh_file_exists(out));
     char *argv[] = {"--input", in};
     cr_assert_eq(tok_cmd_tokenize(2, argv), 2);
     unlink(in);
-    free(in);
-    free(out);
+    unlink(tp);
+    free(j); free(tp); free(in); free(out);
 }
 
 /* ------------------------------------------------------------------------ */
