@@ -153,6 +153,20 @@ static long ckpt_latest_step(const char *run_dir) {
     return step;
 }
 
+/* the data position and RNG go into the state, then everything to disk */
+static int save_checkpoint(const recipe *r, ds_loader *ld, ckpt_state *st, const oh_rng *rng, const oh_model *m,
+                           const oh_lora *lo, const float *M1, const float *M2, oh_err *err) {
+    ds_position pos;
+    ds_get_position(ld, &pos);
+    st->data_pos[0] = (uint64_t)pos.epoch;
+    st->data_pos[1] = (uint64_t)pos.window;
+    st->data_pos[2] = (uint64_t)pos.bin;
+    st->data_pos[3] = (uint64_t)pos.batches;
+    st->data_pos[4] = pos.fingerprint;
+    st->rng = *rng;
+    return ckpt_save(r->output.dir, st, m, lo, M1, M2, (int)r->train.keep_last, err);
+}
+
 static int append_line(FILE *f, const char *line) {
     if (fputs(line, f) < 0 || fflush(f) != 0) return -1;
     return 0;
@@ -406,14 +420,9 @@ int train_run(const recipe *r, bool resume, oh_err *err) {
         if (dsr < 0) { rc = -1; break; }
         if (nmb == 0) { /* the data ran out: the run ends here */
             total = step;
-            if (step > 0 && ckpt_latest_step(r->output.dir) != step) {
-                ds_position pos;
-                ds_get_position(ld, &pos);
-                st.data_pos[0] = (uint64_t)pos.epoch; st.data_pos[1] = (uint64_t)pos.window; st.data_pos[2] = (uint64_t)pos.bin;
-                st.data_pos[3] = (uint64_t)pos.batches; st.data_pos[4] = pos.fingerprint;
-                st.rng = drop_rng;
-                if (ckpt_save(r->output.dir, &st, &m, lo, M1, M2, (int)r->train.keep_last, err)) rc = -1;
-            }
+            if (step > 0 && ckpt_latest_step(r->output.dir) != step &&
+                save_checkpoint(r, ld, &st, &drop_rng, &m, lo, M1, M2, err))
+                rc = -1;
             break;
         }
         memset(G, 0, sizeof(float) * nw);
@@ -479,12 +488,7 @@ int train_run(const recipe *r, bool resume, oh_err *err) {
         }
         /* ---- every save_every steps (and at the end): a checkpoint ---- */
         if ((r->train.save_every > 0 && st.step % r->train.save_every == 0) || st.step == total) {
-            ds_position pos;
-            ds_get_position(ld, &pos);
-            st.data_pos[0] = (uint64_t)pos.epoch; st.data_pos[1] = (uint64_t)pos.window; st.data_pos[2] = (uint64_t)pos.bin;
-            st.data_pos[3] = (uint64_t)pos.batches; st.data_pos[4] = pos.fingerprint;
-            st.rng = drop_rng;
-            if (ckpt_save(r->output.dir, &st, &m, lo, M1, M2, (int)r->train.keep_last, err)) { rc = -1; break; }
+            if (save_checkpoint(r, ld, &st, &drop_rng, &m, lo, M1, M2, err)) { rc = -1; break; }
         }
     }
     if (tty) printf("\n");

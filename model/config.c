@@ -233,6 +233,18 @@ int oh_config_load_dir(oh_config *c, const char *dir, oh_err *err) {
     return rc;
 }
 
+/* a JSON float that reads back as a float (transformers' config validation
+ * refuses 0 where it expects a float) */
+static void put_float(oh_buf *b, const char *key, double v) {
+    char tmp[40];
+    snprintf(tmp, sizeof tmp, "%.17g", v);
+    for (int p = 1; p <= 17; p++) {
+        snprintf(tmp, sizeof tmp, "%.*g", p, v);
+        if (strtod(tmp, NULL) == v) break;
+    }
+    oh_buf_printf(b, "  \"%s\": %s%s,\n", key, tmp, strpbrk(tmp, ".en") ? "" : ".0");
+}
+
 char *oh_config_to_json(const oh_config *c) {
     oh_buf b = {0};
     oh_buf_puts(&b, "{\n  \"architectures\": [\"OlmoHybridForCausalLM\"],\n  \"model_type\": \"olmo_hybrid\",\n");
@@ -246,14 +258,19 @@ char *oh_config_to_json(const oh_config *c) {
     oh_buf_printf(&b, "  \"linear_key_head_dim\": %d,\n  \"linear_value_head_dim\": %d,\n  \"linear_conv_kernel_dim\": %d,\n",
                   c->linear_key_head_dim, c->linear_value_head_dim, c->linear_conv_kernel_dim);
     oh_buf_printf(&b, "  \"linear_allow_neg_eigval\": %s,\n", c->linear_allow_neg_eigval ? "true" : "false");
-    oh_buf_printf(&b, "  \"linear_a_log_min\": %.17g,\n  \"linear_a_log_max\": %.17g,\n", c->linear_a_log_min, c->linear_a_log_max);
-    oh_buf_printf(&b, "  \"linear_dt_min\": %.17g,\n  \"linear_dt_max\": %.17g,\n  \"linear_dt_init_floor\": %.17g,\n",
-                  c->linear_dt_min, c->linear_dt_max, c->linear_dt_init_floor);
-    oh_buf_printf(&b, "  \"rms_norm_eps\": %.17g,\n  \"initializer_range\": %.17g,\n", c->rms_norm_eps, c->initializer_range);
+    put_float(&b, "linear_a_log_min", c->linear_a_log_min);
+    put_float(&b, "linear_a_log_max", c->linear_a_log_max);
+    put_float(&b, "linear_dt_min", c->linear_dt_min);
+    put_float(&b, "linear_dt_max", c->linear_dt_max);
+    put_float(&b, "linear_dt_init_floor", c->linear_dt_init_floor);
+    put_float(&b, "rms_norm_eps", c->rms_norm_eps);
+    put_float(&b, "initializer_range", c->initializer_range);
     oh_buf_printf(&b, "  \"tie_word_embeddings\": %s,\n", c->tie_word_embeddings ? "true" : "false");
     oh_buf_printf(&b, "  \"max_position_embeddings\": %d,\n", c->max_position_embeddings);
-    if (c->use_rope) oh_buf_printf(&b, "  \"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": %.17g},\n", c->rope_theta);
-    else oh_buf_puts(&b, "  \"rope_parameters\": null,\n");
+    if (c->use_rope) oh_buf_printf(&b, "  \"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": %.1f},\n", c->rope_theta);
+    /* NoPE: this spelling is the one transformers 5.17 also reads as NoPE
+     * ("rope_parameters": null makes it add default RoPE) */
+    else oh_buf_puts(&b, "  \"rope_theta\": null,\n");
     oh_buf_puts(&b, "  \"hidden_act\": \"silu\",\n  \"attention_bias\": false,\n  \"attention_dropout\": 0.0,\n");
     oh_buf_printf(&b, "  \"eos_token_id\": %d,\n  \"pad_token_id\": %d,\n", c->eos_token_id, c->pad_token_id);
     if (c->bos_token_id >= 0) oh_buf_printf(&b, "  \"bos_token_id\": %d,\n", c->bos_token_id);

@@ -1,5 +1,6 @@
 /* the one translation unit that compiles jsmn's implementation */
 #define JSMN_STRICT
+#define JSMN_PARENT_LINKS
 #include <jsmn.h>
 #include "util/json.h"
 

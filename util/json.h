@@ -9,6 +9,7 @@
 
 #define JSMN_HEADER
 #define JSMN_STRICT
+#define JSMN_PARENT_LINKS /* without it jsmn is quadratic on large objects (tokenizer.json) */
 #include <jsmn.h>
 #include "util/util.h"
 
