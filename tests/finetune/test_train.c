@@ -175,3 +175,33 @@ Test(train, accumulation_equals_one_batch) {
     oh_batch_free(&both);
     oh_model_free(&m);
 }
+
+Test(train, continued_pretraining_trains_every_token, .timeout = 120) {
+    char d[] = "/tmp/oh_train_cpt_XXXXXX";
+    cr_assert(mkdtemp(d));
+    char *data = oh_sprintf("%s/text.jsonl", d);
+    FILE *f = fopen(data, "w");
+    for (int i = 0; i < 200; i++) fprintf(f, "{\"text\": \"%d plus %d makes %d.\"}\n", i % 10, i % 7, i % 10 + i % 7);
+    fclose(f);
+    char *rp = make_recipe(d, "full", "");
+    recipe r;
+    oh_err e;
+    const char *ov[] = {"train.objective=cpt", "data.eval_split=0"};
+    cr_assert_eq(recipe_load(&r, rp, ov, 2, &e), 0, "%s", e.msg);
+    r.data.nsources = 1;
+    snprintf(r.data.sources[0].path, sizeof r.data.sources[0].path, "%s", data);
+    r.data.sources[0].weight = 1.0;
+    snprintf(r.data.sources[0].format, sizeof r.data.sources[0].format, "text");
+    cr_assert_eq(train_run(&r, false, &e), 0, "%s", e.msg);
+    char *m = oh_sprintf("%s/run/metrics.jsonl", d);
+    char *t = read_all(m);
+    /* every token but each document's last is trained: trained_tokens == tokens - documents */
+    long tokens = 0, trained = 0;
+    const char *row = strstr(t, "\"step\": 1,");
+    cr_assert(row);
+    sscanf(strstr(row, "\"tokens\": ") + 10, "%ld", &tokens);
+    sscanf(strstr(row, "\"trained_tokens\": ") + 18, "%ld", &trained);
+    cr_assert(trained > 0.8 * tokens && trained < tokens, "trained %ld of %ld tokens", trained, tokens);
+    free(t); free(m); free(rp); free(data);
+    oh_rmtree(d);
+}

@@ -293,3 +293,69 @@ Test(model_io, missing_unexpected_and_misshaped_tensors_are_named) {
     oh_model_free(&m);
     oh_rmtree(dir);
 }
+
+Test(model_io, olmo_core_names_load) {
+    /* an OLMo-core state dict (blocks.{i}.attention.w_q, feed_forward.w1, ...)
+     * made by renaming a saved model's tensors loads to the same weights */
+    oh_config c;
+    oh_err e;
+    cr_assert_eq(oh_config_preset(&c, "tiny", &e), 0);
+    oh_model m;
+    oh_model_build(&m, &c, true);
+    oh_model_init_random(&m, 4);
+    char dir[] = "/tmp/oh_core_XXXXXX";
+    cr_assert(mkdtemp(dir));
+    cr_assert_eq(oh_model_save(&m, dir, ST_F32, 1 << 30, &e), 0, "%s", e.msg);
+    static const char *map[][3] = { /* released suffix, core name on GDN layers, core name on attention layers */
+        {"input_layernorm.weight", "attention_norm.weight", NULL},
+        {"post_attention_layernorm.weight", "feed_forward_norm.weight", "attention_norm.weight"},
+        {"post_feedforward_layernorm.weight", NULL, "feed_forward_norm.weight"},
+        {"mlp.gate_proj.weight", "feed_forward.w1.weight", "feed_forward.w1.weight"},
+        {"mlp.up_proj.weight", "feed_forward.w3.weight", "feed_forward.w3.weight"},
+        {"mlp.down_proj.weight", "feed_forward.w2.weight", "feed_forward.w2.weight"},
+        {"self_attn.q_proj.weight", NULL, "attention.w_q.weight"}, {"self_attn.k_proj.weight", NULL, "attention.w_k.weight"},
+        {"self_attn.v_proj.weight", NULL, "attention.w_v.weight"}, {"self_attn.o_proj.weight", NULL, "attention.w_out.weight"},
+        {"self_attn.q_norm.weight", NULL, "attention.q_norm.weight"}, {"self_attn.k_norm.weight", NULL, "attention.k_norm.weight"},
+        {"linear_attn.q_proj.weight", "attention.w_q.weight", NULL}, {"linear_attn.k_proj.weight", "attention.w_k.weight", NULL},
+        {"linear_attn.v_proj.weight", "attention.w_v.weight", NULL}, {"linear_attn.g_proj.weight", "attention.w_g.weight", NULL},
+        {"linear_attn.o_proj.weight", "attention.w_out.weight", NULL}, {"linear_attn.a_proj.weight", "attention.w_a.weight", NULL},
+        {"linear_attn.b_proj.weight", "attention.w_b.weight", NULL},
+        {"linear_attn.q_conv1d.weight", "attention.q_conv1d.weight", NULL},
+        {"linear_attn.k_conv1d.weight", "attention.k_conv1d.weight", NULL},
+        {"linear_attn.v_conv1d.weight", "attention.v_conv1d.weight", NULL},
+        {"linear_attn.A_log", "attention.A_log", NULL}, {"linear_attn.dt_bias", "attention.dt_bias", NULL},
+        {"linear_attn.o_norm.weight", "attention.o_norm.weight", NULL},
+    };
+    st_entry *ent = calloc((size_t)m.nparams, sizeof(st_entry));
+    char **names = calloc((size_t)m.nparams, sizeof(char *));
+    for (int i = 0; i < m.nparams; i++) {
+        const oh_param *p = &m.params[i];
+        if (i == m.embed) names[i] = strdup("embeddings.weight");
+        else if (i == m.final_norm) names[i] = strdup("lm_head.norm.weight");
+        else if (i == m.lm_head) names[i] = strdup("lm_head.w_out.weight");
+        else {
+            const char *suffix = strchr(strchr(p->name, '.') + 1, '.') + 1;
+            suffix = strchr(suffix, '.') + 1; /* after "model.layers.N." */
+            for (size_t k = 0; k < sizeof map / sizeof *map && !names[i]; k++)
+                if (!strcmp(map[k][0], suffix)) {
+                    const char *core = map[k][c.is_attn[p->layer] ? 2 : 1];
+                    cr_assert(core, "no core name for %s", p->name);
+                    names[i] = oh_sprintf("blocks.%d.%s", p->layer, core);
+                }
+            cr_assert(names[i], "unmapped %s", p->name);
+        }
+        ent[i] = (st_entry){.name = names[i], .dtype = ST_F32, .ndim = p->ndim, .data = m.w + p->offset};
+        for (int d = 0; d < p->ndim; d++) ent[i].shape[d] = p->shape[d];
+    }
+    char *path = oh_sprintf("%s/model.safetensors", dir);
+    cr_assert_eq(st_save(path, ent, m.nparams, NULL, &e), 0, "%s", e.msg);
+    oh_model back;
+    cr_assert_eq(oh_model_load(&back, dir, &e), 0, "%s", e.msg);
+    cr_assert_str_eq(back.source_layout, "olmo-core");
+    cr_assert_eq(memcmp(back.w, m.w, sizeof(float) * m.nfloats), 0);
+    for (int i = 0; i < m.nparams; i++) free(names[i]);
+    free(names); free(ent); free(path);
+    oh_model_free(&back);
+    oh_model_free(&m);
+    oh_rmtree(dir);
+}
