@@ -197,17 +197,6 @@ static inline size_t utf8_len_at(const unsigned char *s) {
     return c < 0x80 ? 1 : c < 0xe0 ? 2 : c < 0xf0 ? 3 : 4;
 }
 
-static int utf8_put(char *o, uint32_t cp) {
-    if (cp < 0x80) { o[0] = (char)cp; return 1; }
-    if (cp < 0x800) { o[0] = (char)(0xc0 | (cp >> 6)); o[1] = (char)(0x80 | (cp & 0x3f)); return 2; }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | (cp >> 12)); o[1] = (char)(0x80 | ((cp >> 6) & 0x3f)); o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | (cp >> 18)); o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f)); o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
 
 /* GPT-2's bytes_to_unicode: printable Latin-1 bytes map to themselves, the
  * other 68 to U+0100.. in byte order. */
@@ -460,7 +449,7 @@ static void bytes_to_spelling(const unsigned char *b, size_t n, oh_buf *out) {
     out->n = 0;
     for (size_t i = 0; i < n; i++) {
         char u[4];
-        int k = utf8_put(u, g_b2u[b[i]]);
+        int k = oh_utf8_put(u, g_b2u[b[i]]);
         oh_buf_put(out, u, (size_t)k);
     }
 }
@@ -557,7 +546,7 @@ static int finish_byte_ids(tok_tokenizer *t, oh_err *err) {
         t->byte_id[b] = idmap_find(&t->by_bytes, &t->dec, (const char *)&c, 1, hash_bytes(&c, 1));
         if (t->byte_id[b] < 0) {
             char u[5] = {0};
-            utf8_put(u, g_b2u[b]);
+            oh_utf8_put(u, g_b2u[b]);
             return oh_errf(err, "%s: the vocabulary lacks the byte-level symbol \"%s\" for byte 0x%02x "
                                 "(byte-level BPE needs all 256)", t->what, u, b);
         }

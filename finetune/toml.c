@@ -209,16 +209,8 @@ static int utf8_decode(const unsigned char *s, size_t n, uint32_t *cp) {
 }
 
 static void put_utf8(oh_buf *b, uint32_t cp) {
-    unsigned char u[4];
-    size_t n;
-    if (cp < 0x80) { u[0] = (unsigned char)cp; n = 1; }
-    else if (cp < 0x800) { u[0] = 0xC0 | (cp >> 6); u[1] = 0x80 | (cp & 0x3F); n = 2; }
-    else if (cp < 0x10000) { u[0] = 0xE0 | (cp >> 12); u[1] = 0x80 | ((cp >> 6) & 0x3F); u[2] = 0x80 | (cp & 0x3F); n = 3; }
-    else {
-        u[0] = 0xF0 | (cp >> 18); u[1] = 0x80 | ((cp >> 12) & 0x3F);
-        u[2] = 0x80 | ((cp >> 6) & 0x3F); u[3] = 0x80 | (cp & 0x3F); n = 4;
-    }
-    oh_buf_put(b, u, n);
+    char u[4];
+    oh_buf_put(b, u, (size_t)oh_utf8_put(u, cp));
 }
 
 /* What is at offset off, for "found ..." in messages. */

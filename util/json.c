@@ -132,24 +132,6 @@ int oh_json_parse(oh_json *j, const char *src, size_t len, const char *what, oh_
             oh_json_free(j);
             return oh_errf(err, "%s: trailing characters after JSON value", what);
         }
-    /* jsmn strict mode still accepts a few malformed primitives; check them */
-    for (int i = 0; i < n; i++) {
-        if (j->tok[i].type != JSMN_PRIMITIVE) continue;
-        const char *s = src + j->tok[i].start;
-        int l = j->tok[i].end - j->tok[i].start;
-        if ((l == 4 && !memcmp(s, "true", 4)) || (l == 5 && !memcmp(s, "false", 5)) || (l == 4 && !memcmp(s, "null", 4)))
-            continue;
-        char tmp[64];
-        if (l <= 0 || l >= (int)sizeof tmp) goto bad;
-        memcpy(tmp, s, (size_t)l); tmp[l] = 0;
-        char *e;
-        strtod(tmp, &e);
-        if (*e || !(tmp[0] == '-' || (tmp[0] >= '0' && tmp[0] <= '9'))) goto bad;
-        continue;
-    bad:
-        oh_json_free(j);
-        return oh_errf(err, "%s: invalid JSON value '%.*s'", what, l > 40 ? 40 : l, s);
-    }
     return 0;
 }
 
@@ -213,17 +195,6 @@ static int hexval(char c) {
     if (c >= 'A' && c <= 'F') return c - 'A' + 10;
     return -1;
 }
-static int put_utf8(char *o, unsigned cp) {
-    if (cp < 0x80) { o[0] = (char)cp; return 1; }
-    if (cp < 0x800) { o[0] = (char)(0xc0 | (cp >> 6)); o[1] = (char)(0x80 | (cp & 0x3f)); return 2; }
-    if (cp < 0x10000) {
-        o[0] = (char)(0xe0 | (cp >> 12)); o[1] = (char)(0x80 | ((cp >> 6) & 0x3f)); o[2] = (char)(0x80 | (cp & 0x3f));
-        return 3;
-    }
-    o[0] = (char)(0xf0 | (cp >> 18)); o[1] = (char)(0x80 | ((cp >> 12) & 0x3f));
-    o[2] = (char)(0x80 | ((cp >> 6) & 0x3f)); o[3] = (char)(0x80 | (cp & 0x3f));
-    return 4;
-}
 
 char *oh_json_str(const oh_json *j, int i, size_t *nout) {
     if (!oh_json_is_str(j, i)) return NULL;
@@ -251,7 +222,7 @@ char *oh_json_str(const oh_json *j, int i, size_t *nout) {
                 if (lo >= 0xdc00 && lo < 0xe000) { cp = 0x10000 + ((cp - 0xd800) << 10) + (lo - 0xdc00); k += 6; }
             }
             if (cp >= 0xd800 && cp < 0xe000) cp = 0xfffd; /* lone surrogate */
-            w += (size_t)put_utf8(o + w, cp);
+            w += (size_t)oh_utf8_put(o + w, cp);
             break;
         }
         default: o[w++] = c; break; /* \" \\ \/ */

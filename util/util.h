@@ -67,6 +67,9 @@ static inline uint16_t oh_f32_to_bf16(float f) {
 float oh_f16_to_f32(uint16_t h);
 uint16_t oh_f32_to_f16(float f);
 
+/* UTF-8 encoding of code point cp (<= 0x10FFFF) into o; returns 1..4 bytes. */
+int oh_utf8_put(char *o, uint32_t cp);
+
 /* ---- deterministic RNG (xoshiro256**), seedable, state serialisable ---- */
 typedef struct oh_rng { uint64_t s[4]; } oh_rng;
 void oh_rng_seed(oh_rng *r, uint64_t seed);
