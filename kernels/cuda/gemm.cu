@@ -8,13 +8,13 @@
 #include <unordered_map>
 #include <vector>
 
-#define OHC_CUBLAS(call)                                                                 \
-    do {                                                                                 \
-        cublasStatus_t ohc_b_ = (call);                                                  \
-        if (ohc_b_ != CUBLAS_STATUS_SUCCESS) {                                           \
-            oh_ops_report(__FILE__, __LINE__, #call, cublasLtGetStatusString(ohc_b_));   \
-            return OH_CUDA_ERR_CUBLAS;                                                   \
-        }                                                                                \
+#define OHC_CUBLAS(call)                                                                                               \
+    do {                                                                                                               \
+        cublasStatus_t ohc_b_ = (call);                                                                                \
+        if (ohc_b_ != CUBLAS_STATUS_SUCCESS) {                                                                         \
+            oh_ops_report(__FILE__, __LINE__, #call, cublasLtGetStatusString(ohc_b_));                                 \
+            return OH_CUDA_ERR_CUBLAS;                                                                                 \
+        }                                                                                                              \
     } while (0)
 
 namespace {
@@ -75,27 +75,31 @@ void destroy_plan(GemmPlan &p) {
 int make_plan(const GemmKey &k, GemmPlan *out) {
     GemmPlan p;
     cudaDataType_t ct = k.ctype == OH_DTYPE_F32 ? CUDA_R_32F : CUDA_R_16BF;
-    // Column-major view: C'[m=N, n=M] = op(B') op(A'), A' = row-major B, B' = row-major A (see gemm.h).
-    int M = k.n, N = k.m, K = k.k; // row-major sizes: C[M, N]
+    // Row-major C[Mr, Nr] = op(A)[Mr, K] op(B)[K, Nr] is, column-major,
+    // C'[Nr, Mr] = op(A')[Nr, K] op(B')[K, Mr] with A' = the B buffer, B' = the A buffer.
+    const int Mr = k.m, Nr = k.n, K = k.k;
     cublasOperation_t opa = k.tb ? CUBLAS_OP_T : CUBLAS_OP_N;
     cublasOperation_t opb = k.ta ? CUBLAS_OP_T : CUBLAS_OP_N;
     int status = OH_CUDA_OK;
     do {
         cublasStatus_t s;
-#define OHC_PLAN(call)                                                                   \
-    if ((s = (call)) != CUBLAS_STATUS_SUCCESS) {                                         \
-        oh_ops_report(__FILE__, __LINE__, #call, cublasLtGetStatusString(s));            \
-        status = OH_CUDA_ERR_CUBLAS;                                                     \
-        break;                                                                           \
+#define OHC_PLAN(call)                                                                                                 \
+    if ((s = (call)) != CUBLAS_STATUS_SUCCESS) {                                                                       \
+        oh_ops_report(__FILE__, __LINE__, #call, cublasLtGetStatusString(s));                                          \
+        status = OH_CUDA_ERR_CUBLAS;                                                                                   \
+        break;                                                                                                         \
     }
         OHC_PLAN(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
         OHC_PLAN(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa));
         OHC_PLAN(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb));
-        // A' = row-major B: stored [K, N] (col-major [N, K]) or [N, K] when trans_b (col-major [K, N]).
-        OHC_PLAN(cublasLtMatrixLayoutCreate(&p.la, CUDA_R_16BF, k.tb ? K : N, k.tb ? N : K, k.ldb));
-        // B' = row-major A: stored [M, K] (col-major [K, M]) or [K, M] when trans_a (col-major [M, K]).
-        OHC_PLAN(cublasLtMatrixLayoutCreate(&p.lb, CUDA_R_16BF, k.ta ? M : K, k.ta ? K : M, k.lda));
-        OHC_PLAN(cublasLtMatrixLayoutCreate(&p.lc, ct, N, M, k.ldc));
+        // A' = the B buffer: row-major [K, Nr] (column-major [Nr, K], op N) or, when
+        // trans_b, row-major [Nr, K] (column-major [K, Nr], op T).
+        OHC_PLAN(cublasLtMatrixLayoutCreate(&p.la, CUDA_R_16BF, k.tb ? K : Nr, k.tb ? Nr : K, k.ldb));
+        // B' = the A buffer: row-major [Mr, K] (column-major [K, Mr], op N) or, when
+        // trans_a, row-major [K, Mr] (column-major [Mr, K], op T).
+        OHC_PLAN(cublasLtMatrixLayoutCreate(&p.lb, CUDA_R_16BF, k.ta ? Mr : K, k.ta ? K : Mr, k.lda));
+        // C' = the C buffer: row-major [Mr, Nr] = column-major [Nr, Mr].
+        OHC_PLAN(cublasLtMatrixLayoutCreate(&p.lc, ct, Nr, Mr, k.ldc));
         cublasLtMatmulPreference_t pref = nullptr;
         OHC_PLAN(cublasLtMatmulPreferenceCreate(&pref));
         uint64_t wsb = kWorkspaceBytes;
@@ -112,8 +116,7 @@ int make_plan(const GemmKey &k, GemmPlan *out) {
                                                       sizeof ac)) == CUBLAS_STATUS_SUCCESS &&
             (s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ac,
                                                       sizeof ac)) == CUBLAS_STATUS_SUCCESS)
-            s = cublasLtMatmulAlgoGetHeuristic(g_handles[k.dev], p.desc, p.la, p.lb, p.lc, p.lc, pref, 4, res,
-                                               &nres);
+            s = cublasLtMatmulAlgoGetHeuristic(g_handles[k.dev], p.desc, p.la, p.lb, p.lc, p.lc, pref, 4, res, &nres);
         cublasLtMatmulPreferenceDestroy(pref);
         if (s != CUBLAS_STATUS_SUCCESS) {
             oh_ops_report(__FILE__, __LINE__, "cublasLtMatmulAlgoGetHeuristic", cublasLtGetStatusString(s));
@@ -156,7 +159,7 @@ int gemm_launch(void *C, int c_dtype, const uint16_t *A, const uint16_t *B, int 
                 float alpha, float beta, int lda, int ldb, int ldc, cudaStream_t stream) {
     int dev = 0;
     OHC_CUDA(cudaGetDevice(&dev));
-    if (dev < 0 || dev >= 64) return OH_CUDA_ERR_UNSUPPORTED;
+    if (dev < 0 || dev >= 64) OHC_UNSUPPORTED("device index >= 64");
     GemmKey key{dev, M, N, K, ta, tb, c_dtype, lda, ldb, ldc, align_of(A), align_of(B), align_of(C)};
     GemmPlan plan;
     void *ws = nullptr;

@@ -4,9 +4,52 @@
 #pragma once
 #include "kernels/cuda/ops_common.h"
 
+#include <stdint.h>
+#ifndef OH_EMU
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
-#include <stdint.h>
+#else
+// Built as C++ on the CPU with kernels/cuda/dev/emu/cuda_emu.h force-included
+// (tests/gpu_ops/emu): the few bf16 and vector types the kernels use.
+#include <algorithm>
+#include <cmath>
+using std::max;
+using std::min;
+struct __nv_bfloat16 {
+    uint16_t x;
+};
+struct __nv_bfloat162 {
+    __nv_bfloat16 x, y;
+};
+struct float2 {
+    float x, y;
+};
+struct float4 {
+    float x, y, z, w;
+};
+struct uint2 {
+    uint32_t x, y;
+};
+struct __attribute__((aligned(16))) uint4 {
+    uint32_t x, y, z, w;
+};
+inline float2 make_float2(float a, float b) { return float2{a, b}; }
+inline uint4 make_uint4(uint32_t a, uint32_t b, uint32_t c, uint32_t d) { return uint4{a, b, c, d}; }
+inline float4 make_float4(float a, float b, float c, float d) { return float4{a, b, c, d}; }
+inline float __bfloat162float(__nv_bfloat16 h) { return __uint_as_float((uint32_t)h.x << 16); }
+inline __nv_bfloat16 __float2bfloat16(float f) {
+    uint32_t u = __float_as_uint(f);
+    __nv_bfloat16 h;
+    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) h.x = (uint16_t)((u >> 16) | 0x40u);
+    else h.x = (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+    return h;
+}
+inline __nv_bfloat162 __floats2bfloat162_rn(float a, float b) { return __nv_bfloat162{__float2bfloat16(a), __float2bfloat16(b)}; }
+inline float2 __bfloat1622float2(__nv_bfloat162 v) { return float2{__bfloat162float(v.x), __bfloat162float(v.y)}; }
+inline float __int_as_float(int i) { return __uint_as_float((uint32_t)i); }
+#endif
+
+#include <initializer_list>
 
 // Records "file:line: expr: why" for oh_cuda_last_error() and prints it.
 void oh_ops_report(const char *file, int line, const char *expr, const char *why);
@@ -102,3 +145,58 @@ __device__ __forceinline__ float block_sum(float v, float *red) {
 
 __device__ __forceinline__ float silu_f(float x) { return x / (1.f + __expf(-x)); }
 __device__ __forceinline__ float sigmoid_f(float x) { return 1.f / (1.f + __expf(-x)); }
+
+// VEC consecutive bf16 <-> fp32 (VEC 8: one 16-byte access, p 16-byte aligned).
+template <int VEC> __device__ __forceinline__ void load_bf16(const bf16 *p, float *f) {
+    if constexpr (VEC == 8) {
+        bf16x8 v = *reinterpret_cast<const bf16x8 *>(p);
+        bf16x8_to_f32(v, f);
+    } else {
+#pragma unroll
+        for (int i = 0; i < VEC; i++) f[i] = __bfloat162float(p[i]);
+    }
+}
+template <int VEC> __device__ __forceinline__ void store_bf16(bf16 *p, const float *f) {
+    if constexpr (VEC == 8) {
+        *reinterpret_cast<bf16x8 *>(p) = f32_to_bf16x8(f);
+    } else {
+#pragma unroll
+        for (int i = 0; i < VEC; i++) p[i] = __float2bfloat16(f[i]);
+    }
+}
+__device__ __forceinline__ float round_bf16(float x) { return __bfloat162float(__float2bfloat16(x)); }
+
+// A valid request this code does not implement: reports it, returns OH_CUDA_ERR_UNSUPPORTED.
+#define OHC_UNSUPPORTED(why)                                                             \
+    do {                                                                                 \
+        oh_ops_report(__FILE__, __LINE__, __func__, why);                                \
+        return OH_CUDA_ERR_UNSUPPORTED;                                                  \
+    } while (0)
+
+// Vector fp32 atomics (one instruction on sm_90, two scalar ones on older targets).
+__device__ __forceinline__ void atomic_add_f2(float *p, float a, float b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    atomicAdd(reinterpret_cast<float2 *>(p), make_float2(a, b));
+#else
+    atomicAdd(p, a);
+    atomicAdd(p + 1, b);
+#endif
+}
+__device__ __forceinline__ void atomic_add_f4(float *p, float a, float b, float c, float d) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    atomicAdd(reinterpret_cast<float4 *>(p), make_float4(a, b, c, d));
+#else
+    atomicAdd(p, a);
+    atomicAdd(p + 1, b);
+    atomicAdd(p + 2, c);
+    atomicAdd(p + 3, d);
+#endif
+}
+
+// Kernel launch that also builds under the CPU emulator (OH_EMU). `kern` must be
+// one token: bind a template instance to a local function pointer first.
+#ifdef OH_EMU
+#define OHC_KERNEL_LAUNCH(kern, grid, block, smem, stream, ...) ((void)(stream), emu::launch(kern, grid, block, smem, __VA_ARGS__))
+#else
+#define OHC_KERNEL_LAUNCH(kern, grid, block, smem, stream, ...) kern<<<grid, block, smem, stream>>>(__VA_ARGS__)
+#endif
