@@ -143,7 +143,7 @@ static int where(oh_err *err, const char *file, const toml_value *v, const char 
     char msg[700];
     snprintf(msg, sizeof msg, fmt, a, b);
     if (v && v->line > 0) return oh_errf(err, "%s:%d:%d: %s", file, v->line, v->col, msg);
-    return oh_errf(err, "%s: %s", file, msg);
+    return oh_errf(err, "%s: %s (from --set)", file, msg);
 }
 
 /* Store value v (already located) for key k into r. */
