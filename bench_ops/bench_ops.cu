@@ -71,7 +71,7 @@ static uint16_t *rand_bf16(size_t n, uint64_t seed, float scale) {
     return p;
 }
 
-// Median milliseconds of fn() over g_reps runs after `warm` runs.
+// Median milliseconds of fn() over g_reps runs (reps < 0) after `warm` runs.
 static double time_ms(const std::function<void()> &fn, int warm = 3, int reps = -1) {
     if (reps < 0) reps = g_reps;
     for (int i = 0; i < warm; i++) fn();
@@ -102,7 +102,10 @@ static void bench_gemm() {
     const int S = 8192;
     uint16_t *A = rand_bf16((size_t)S * S, 1, 1.f), *B = rand_bf16((size_t)S * S, 2, 1.f);
     uint16_t *C = (uint16_t *)dalloc((size_t)S * S * 2);
-    double ms = time_ms([&] { OPCK(oh_cuda_gemm(C, OH_DTYPE_BF16, A, B, S, S, S, 0, 1, 1.f, 0.f, 0, 0, 0, 0)); });
+    // GEMMs are short: at least 20 repetitions even with --quick; a longer warm-up for the clocks.
+    const int greps = std::max(g_reps, 20);
+    double ms = time_ms([&] { OPCK(oh_cuda_gemm(C, OH_DTYPE_BF16, A, B, S, S, S, 0, 1, 1.f, 0.f, 0, 0, 0, 0)); }, 20,
+                        greps);
     const double peak = 2.0 * S * S * S / (ms * 1e-3) / 1e12;
     printf("%-34s %8d %8d %8d %10.3f %9.1f %6.0f%%\n", "reference 8192^3 (NT)", S, S, S, ms, peak, 100.0);
     CK(cudaFree(A));
@@ -125,9 +128,9 @@ static void bench_gemm() {
         CK(cudaMemset(dW, 0, (size_t)l.O * l.I * 4));
         const double fl = 2.0 * T * l.I * l.O;
         char nm[96];
-        double t1 = time_ms([&] { OPCK(oh_cuda_linear_fwd(Y, OH_DTYPE_BF16, X, W, T, l.I, l.O, 0)); });
-        double t2 = time_ms([&] { OPCK(oh_cuda_linear_bwd_data(dX, OH_DTYPE_BF16, Y, W, T, l.I, l.O, 0, 0)); });
-        double t3 = time_ms([&] { OPCK(oh_cuda_linear_bwd_weight(dW, OH_DTYPE_F32, Y, X, T, l.I, l.O, 0)); });
+        double t1 = time_ms([&] { OPCK(oh_cuda_linear_fwd(Y, OH_DTYPE_BF16, X, W, T, l.I, l.O, 0)); }, 3, greps);
+        double t2 = time_ms([&] { OPCK(oh_cuda_linear_bwd_data(dX, OH_DTYPE_BF16, Y, W, T, l.I, l.O, 0, 0)); }, 3, greps);
+        double t3 = time_ms([&] { OPCK(oh_cuda_linear_bwd_weight(dW, OH_DTYPE_F32, Y, X, T, l.I, l.O, 0)); }, 3, greps);
         double r[3] = {fl / (t1 * 1e-3) / 1e12, fl / (t2 * 1e-3) / 1e12, fl / (t3 * 1e-3) / 1e12};
         const char *kind[3] = {"fwd  Y=XW^T", "bwd  dX=dYW", "bwd  dW+=dY^TX f32"};
         int mnk[3][3] = {{T, l.O, l.I}, {T, l.I, l.O}, {l.O, l.I, T}};
@@ -145,6 +148,25 @@ static void bench_gemm() {
         CK(cudaFree(dW));
     }
     printf("GEMM summary: 8192^3 %.1f TFLOP/s; worst 7B shape %.0f%% of it (target >= 85%%)\n", peak, 100.0 * worst);
+    {
+        // The same weight-gradient shape with cuBLASLt's first heuristic choice (OH_GEMM_TUNE=0), for comparison.
+        const int I = 3840, O = 2880;
+        uint16_t *X = rand_bf16((size_t)T * I, 3, 1.f), *Y = rand_bf16((size_t)T * O, 5, 1.f);
+        float *dW = (float *)dalloc((size_t)O * I * 4);
+        CK(cudaMemset(dW, 0, (size_t)O * I * 4));
+        oh_cuda_gemm_release();
+        setenv("OH_GEMM_TUNE", "0", 1);
+        double tu = time_ms([&] { OPCK(oh_cuda_linear_bwd_weight(dW, OH_DTYPE_F32, Y, X, T, I, O, 0)); }, 3, greps);
+        unsetenv("OH_GEMM_TUNE");
+        oh_cuda_gemm_release();
+        double tt = time_ms([&] { OPCK(oh_cuda_linear_bwd_weight(dW, OH_DTYPE_F32, Y, X, T, I, O, 0)); }, 3, greps);
+        const double fl = 2.0 * T * I * O;
+        printf("gdn q/k dW f32: heuristic first %.3f ms (%.0f%%), timed choice %.3f ms (%.0f%%)\n", tu,
+               100.0 * fl / (tu * 1e-3) / 1e12 / peak, tt, 100.0 * fl / (tt * 1e-3) / 1e12 / peak);
+        CK(cudaFree(X));
+        CK(cudaFree(Y));
+        CK(cudaFree(dW));
+    }
 }
 
 // ---------------------------------------------------------------- attention
@@ -180,10 +202,11 @@ static void bench_attention(bool quick) {
         };
         int reps = T >= 32768 ? 5 : g_reps;
         double flops = (double)c.ndocs * 2.0 * 2.0 * (double)L * L * H * D / 2.0;
-        // The tile variants of attention.cu (warps per block; 8 is the default).
-        for (const char *w : {"8", "4"}) {
+        // The tile variants of attention.cu (attn_fwd_variant, attn_warps).
+        // Rows: forward variant (the backward runs with 8 warps, except in row "4").
+        for (const char *w : {"4x32", "8", "4"}) {
             setenv("OH_ATTN_FWD_WARPS", w, 1);
-            setenv("OH_ATTN_BWD_WARPS", w, 1);
+            setenv("OH_ATTN_BWD_WARPS", strcmp(w, "4") ? "8" : "4", 1);
             double tf = time_ms(fwd, 2, reps);
             double tfb = time_ms([&] { fwd(); bwd(); }, 2, reps);
             double tb = time_ms(bwd, 1, reps);

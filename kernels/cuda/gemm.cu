@@ -1,8 +1,20 @@
 // gemm.cu: row-major GEMMs on cuBLASLt with cached descriptors and algorithms.
+//
+// Algorithm choice: cuBLASLt's heuristic is asked for up to kTuneAlgos
+// candidates per shape; on first use each candidate is timed (after a warm-up,
+// kTuneIters round-robin rounds between CUDA events, on the caller's real A and B, which
+// are only read, and a scratch output buffer of C's size and stride, so that
+// C is written once, by the real product, and beta = 1 accumulation is never
+// disturbed) and the fastest is cached with the plan.  Tuning is skipped (the
+// heuristic's first result is used, not cached) while the stream is being
+// captured into a graph, when the scratch allocation fails, or when
+// OH_GEMM_TUNE=0 is set in the environment.
 #include "kernels/cuda/gemm.h"
 #include "kernels/cuda/ops_common.cuh"
 
 #include <cublasLt.h>
+
+#include <stdlib.h>
 
 #include <mutex>
 #include <unordered_map>
@@ -20,6 +32,8 @@
 namespace {
 
 const size_t kWorkspaceBytes = 32u << 20;
+const int kTuneAlgos = 12; // heuristic candidates timed per shape
+const int kTuneIters = 4;  // timed rounds over the candidates (after a warm-up); each keeps its minimum
 
 struct GemmKey {
     int dev, m, n, k, ta, tb, ctype, lda, ldb, ldc, align_a, align_b, align_c;
@@ -43,6 +57,9 @@ struct GemmPlan {
     cublasLtMatrixLayout_t la = nullptr, lb = nullptr, lc = nullptr;
     cublasLtMatmulAlgo_t algo;
     size_t ws = 0;
+    int ncand = 0; // heuristic candidates (timed on first use; algo = cand[0] until then)
+    cublasLtMatmulAlgo_t cand[kTuneAlgos];
+    size_t cand_ws[kTuneAlgos];
 };
 
 struct Workspace {
@@ -104,7 +121,7 @@ int make_plan(const GemmKey &k, GemmPlan *out) {
         OHC_PLAN(cublasLtMatmulPreferenceCreate(&pref));
         uint64_t wsb = kWorkspaceBytes;
         uint32_t aa = (uint32_t)k.align_b, ab = (uint32_t)k.align_a, ac = (uint32_t)k.align_c;
-        cublasLtMatmulHeuristicResult_t res[4];
+        cublasLtMatmulHeuristicResult_t res[kTuneAlgos];
         int nres = 0;
         if ((s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wsb,
                                                       sizeof wsb)) == CUBLAS_STATUS_SUCCESS &&
@@ -116,7 +133,7 @@ int make_plan(const GemmKey &k, GemmPlan *out) {
                                                       sizeof ac)) == CUBLAS_STATUS_SUCCESS &&
             (s = cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ac,
                                                       sizeof ac)) == CUBLAS_STATUS_SUCCESS)
-            s = cublasLtMatmulAlgoGetHeuristic(g_handles[k.dev], p.desc, p.la, p.lb, p.lc, p.lc, pref, 4, res, &nres);
+            s = cublasLtMatmulAlgoGetHeuristic(g_handles[k.dev], p.desc, p.la, p.lb, p.lc, p.lc, pref, kTuneAlgos, res, &nres);
         cublasLtMatmulPreferenceDestroy(pref);
         if (s != CUBLAS_STATUS_SUCCESS) {
             oh_ops_report(__FILE__, __LINE__, "cublasLtMatmulAlgoGetHeuristic", cublasLtGetStatusString(s));
@@ -130,6 +147,12 @@ int make_plan(const GemmKey &k, GemmPlan *out) {
         }
         p.algo = res[0].algo;
         p.ws = res[0].workspaceSize;
+        for (int i = 0; i < nres; i++)
+            if (res[i].state == CUBLAS_STATUS_SUCCESS && res[i].workspaceSize <= kWorkspaceBytes) {
+                p.cand[p.ncand] = res[i].algo;
+                p.cand_ws[p.ncand] = res[i].workspaceSize;
+                p.ncand++;
+            }
 #undef OHC_PLAN
     } while (0);
     if (status != OH_CUDA_OK) {
@@ -138,6 +161,78 @@ int make_plan(const GemmKey &k, GemmPlan *out) {
     }
     *out = p;
     return OH_CUDA_OK;
+}
+
+bool tune_enabled() {
+    const char *e = getenv("OH_GEMM_TUNE");
+    return !(e && e[0] == '0');
+}
+
+// Times the plan's candidates on A, B and a scratch output like C (g_mu held)
+// and keeps the fastest in p->algo.  Returns false when it could not time
+// (the caller then uses the heuristic's first choice without caching it).
+bool tune_plan(GemmPlan *p, cublasLtHandle_t h, const GemmKey &k, const void *A, const void *B, float alpha,
+               float beta, void *ws, cudaStream_t stream) {
+    if (p->ncand <= 1) return true;
+    cudaStreamCaptureStatus cap = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(stream, &cap) != cudaSuccess || cap != cudaStreamCaptureStatusNone) {
+        cudaGetLastError();
+        return false;
+    }
+    const size_t esz = k.ctype == OH_DTYPE_F32 ? 4 : 2;
+    const size_t cbytes = ((size_t)(k.m - 1) * k.ldc + k.n) * esz;
+    void *scratch = nullptr;
+    cudaEvent_t e0 = nullptr, e1 = nullptr;
+    if (cudaMalloc(&scratch, cbytes) != cudaSuccess) {
+        cudaGetLastError();
+        return false;
+    }
+    bool ok = cudaMemsetAsync(scratch, 0, cbytes, stream) == cudaSuccess && cudaEventCreate(&e0) == cudaSuccess &&
+              cudaEventCreate(&e1) == cudaSuccess;
+    // Warm the GPU up (clocks) on the heuristic's first choice, then time the
+    // candidates round-robin, kTuneIters rounds, so that drift in the clocks
+    // hits every candidate alike; each keeps its minimum.
+    float t[kTuneAlgos];
+    bool usable[kTuneAlgos];
+    for (int i = 0; i < p->ncand; i++) {
+        t[i] = 3.0e38f;
+        usable[i] = true;
+    }
+    for (int r = 0; ok && r < 4; r++)
+        if (cublasLtMatmul(h, p->desc, &alpha, B, p->la, A, p->lb, &beta, scratch, p->lc, scratch, p->lc, &p->cand[0],
+                           ws, p->cand_ws[0], stream) != CUBLAS_STATUS_SUCCESS)
+            break;
+    for (int r = 0; ok && r < kTuneIters; r++) {
+        for (int i = 0; ok && i < p->ncand; i++) {
+            if (!usable[i]) continue;
+            cudaEventRecord(e0, stream);
+            if (cublasLtMatmul(h, p->desc, &alpha, B, p->la, A, p->lb, &beta, scratch, p->lc, scratch, p->lc,
+                               &p->cand[i], ws, p->cand_ws[i], stream) != CUBLAS_STATUS_SUCCESS) {
+                usable[i] = false; // this candidate refuses the shape: skip it
+                continue;
+            }
+            cudaEventRecord(e1, stream);
+            float ms = 0.f;
+            if (cudaEventSynchronize(e1) != cudaSuccess || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess) {
+                ok = false;
+                break;
+            }
+            t[i] = ms < t[i] ? ms : t[i];
+        }
+    }
+    // The heuristic's first choice stays unless another is at least 2% faster (timing noise).
+    int best_i = usable[0] ? 0 : -1;
+    for (int i = 1; ok && i < p->ncand; i++)
+        if (usable[i] && (best_i < 0 || t[i] < (best_i == 0 ? 0.98f : 1.f) * t[best_i])) best_i = i;
+    if (e0) cudaEventDestroy(e0);
+    if (e1) cudaEventDestroy(e1);
+    cudaStreamSynchronize(stream);
+    cudaFree(scratch);
+    cudaGetLastError();
+    if (!ok || best_i < 0) return false;
+    p->algo = p->cand[best_i];
+    p->ws = p->cand_ws[best_i];
+    return true;
 }
 
 // The handle of `dev` and the workspace of (dev, stream), created on first use (g_mu held).
@@ -167,14 +262,28 @@ int gemm_launch(void *C, int c_dtype, const uint16_t *A, const uint16_t *B, int 
     {
         std::lock_guard<std::mutex> lock(g_mu);
         OHC_TRY(get_context(dev, stream, &ws));
+        h = g_handles[dev];
         auto it = g_plans.find(key);
-        if (it == g_plans.end()) {
+        if (it != g_plans.end()) {
+            plan = it->second;
+        } else {
             GemmPlan np;
             OHC_TRY(make_plan(key, &np));
-            it = g_plans.emplace(key, np).first;
+            if (!tune_enabled() || tune_plan(&np, h, key, A, B, alpha, beta, ws, stream)) {
+                plan = g_plans.emplace(key, np).first->second;
+            } else {
+                // Untimed (graph capture, no scratch memory): use the heuristic's
+                // choice for this call, keep nothing, tune on a later call.
+                cublasStatus_t s = cublasLtMatmul(h, np.desc, &alpha, B, np.la, A, np.lb, &beta, C, np.lc, C,
+                                                  np.lc, &np.algo, ws, np.ws, stream);
+                destroy_plan(np);
+                if (s != CUBLAS_STATUS_SUCCESS) {
+                    oh_ops_report(__FILE__, __LINE__, "cublasLtMatmul", cublasLtGetStatusString(s));
+                    return OH_CUDA_ERR_CUBLAS;
+                }
+                return OH_CUDA_OK;
+            }
         }
-        plan = it->second;
-        h = g_handles[dev];
     }
     // C' = op(A') op(B') with A' = B, B' = A (column-major view of the row-major product).
     OHC_CUBLAS(cublasLtMatmul(h, plan.desc, &alpha, B, plan.la, A, plan.lb, &beta, C, plan.lc, C, plan.lc, &plan.algo,

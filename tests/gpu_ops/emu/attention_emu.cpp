@@ -122,7 +122,7 @@ static void run(std::vector<int> docs, int Hq, int Hkv, int D, double theta, emu
 
 int main(int argc, char **argv) {
     oh_rng_seed(&g_rng, argc > 1 ? strtoull(argv[1], NULL, 10) : 7);
-    for (const char *w : {"8", "4"}) { // both tile variants (attention.cu: attn_warps)
+    for (const char *w : {"8", "4", "4x32"}) { // the tile variants (attention.cu: attn_fwd_variant, attn_warps)
         setenv("OH_ATTN_FWD_WARPS", w, 1);
         setenv("OH_ATTN_BWD_WARPS", w, 1);
         printf("---- %s warps per block\n", w);
