@@ -30,9 +30,7 @@ struct float4 {
 struct uint2 {
     uint32_t x, y;
 };
-struct __attribute__((aligned(16))) uint4 {
-    uint32_t x, y, z, w;
-};
+// uint4 comes from cuda_emu.h (the GDN kernels use it too)
 inline float2 make_float2(float a, float b) { return float2{a, b}; }
 inline uint4 make_uint4(uint32_t a, uint32_t b, uint32_t c, uint32_t d) { return uint4{a, b, c, d}; }
 inline float4 make_float4(float a, float b, float c, float d) { return float4{a, b, c, d}; }

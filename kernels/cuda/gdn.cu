@@ -1,0 +1,2403 @@
+/* gdn.cu: chunked gated delta rule, forward and backward (see gdn.h).
+ *
+ * Chunk form.  Inside a chunk of L <= 64 tokens with state S0 on entry, let
+ * G_i = g_0 + ... + g_i (within the chunk), gam_i = e^{G_i}, del_i = e^{G_63 - G_i},
+ * Gam_ij = e^{G_i - G_j} (rows past L are zero-padded: g = beta = q = k = v = 0,
+ * so G_63 = G_{L-1} and the padding changes nothing).  Then
+ *   A  = strict_lower(diag(beta) (Kn Kn^T o Gam)),   T = (I + A)^-1 = Tu o Gam,
+ *        Tu = (I + Au)^-1 the same without decay (Au = strict_lower(diag(beta) Kn Kn^T)),
+ *   W  = T diag(beta gam) Kn = diag(gam) Wu,  Wu = Tu diag(beta) Kn,
+ *   Uv = T diag(beta) V,   U = Uv - W S0,
+ *   P  = lower_incl_diag(Qn Kn^T o Gam),   Qg = diag(gam) Qn,   Kd = diag(del) Kn,
+ *   O  = Qg S0 + P U,
+ *   S1 = e^{G_63} S0 + Kd^T U = e^{G_63} S0 + Kn^T (del o U)   (the state entering the next chunk).
+ * Backward, with dH = dL/dS1 and dO given:
+ *   dU  = P^T dO + del o (Kn dH),
+ *   dS0 = e^{G_63} dH + Qg^T dO - W^T dU = e^{G_63} dH + Qn^T (gam o dO) - Wu^T (gam o P^T dO + e^{G_63} Kn dH),
+ *   dR  = T^T dU,  dv = beta o dR,  dA = -strict_lower(dR U^T),  dP = lower(dO U^T),
+ *   dQn = gam o (dO S0^T) + (dP o Gam) Kn,
+ *   dKn = (dP o Gam)^T Qn + del o (U dH^T) - beta gam o (dR S0^T) + Z Kn + Z^T Kn,
+ *         Z = diag(beta) dA o Gam,
+ *   dG_i = gam_i qn_i.(dO S0^T)_i + sum_j (D_ij - D_ji) + sum_j (E_ij - E_ji)
+ *          - beta_i gam_i kn_i.(dR S0^T)_i - del_i kn_i.(U dH^T)_i
+ *          + [i = 63] (e^{G_63} <dH, S0> + sum_j del_j kn_j.(U dH^T)_j),
+ *         D = dP o P,  E = Z o (Kn Kn^T),
+ *   dbeta_i = v_i.dR_i - gam_i kn_i.(dR S0^T)_i + sum_j dA_ij Gam_ij kn_i.kn_j,
+ *   dg = reverse cumsum of dG inside the chunk.
+ *
+ * Precision.  Every product runs on the tensor cores (mma.sync m16n8k16, fp32
+ * accumulation) with fp16 operands, which carry 3 more mantissa bits than
+ * bf16 at the same speed: the bounded operands (Qn, Kn, Wu, P, T are
+ * all <= a few in magnitude) are stored as plain fp16; the others (the state
+ * H = S0, U, Uv, dH, dU, dO) as fp16 times 2^e, with one exponent e per
+ * (chunk, head, 64 columns of V), chosen from the tile's max so that it lands
+ * in [2^14, 2^15) (|e| <= 40); being uniform over the tile, 2^-e factors out
+ * of every product.  Decay factors that would underflow fp16 separately while
+ * their product matters (e^{G_i} in W and Qg, e^{G_63 - G_i} in Kd) are applied
+ * in fp32 instead (the Wu, Kn, Qn, del o U, gam o dO and gam o dU forms above, and
+ * O = gam o (Qn S0) + P U), so that the
+ * state gradient crossing a chunk with no output gradient (a masked prompt)
+ * keeps its precision under strong decay.  Only Uv = T diag(beta) V uses bf16 (V is bf16 already;
+ * T diag(beta) is split into bf16 hi + lo).  The state itself stays fp32 in
+ * registers along the recurrence.  Reductions are deterministic (no atomics
+ * except when K > 128, where two K halves add into dg and dbeta).
+ *
+ * Kernels (one launch each, in this order):
+ *   k_chunk_table  chunk table from cu_seqlens (device), one block.
+ *   k_prep         per (chunk, value head): G, Kn Kn^T and Qn Kn^T, Tu by
+ *                  blocked forward substitution (fp32), Wu, Uv; stores G, Wu,
+ *                  Kn, Qn, P, T, Uv (+ exponents).
+ *   k_state_fwd    per (document, value head, 64 columns of V): the state
+ *                  recurrence over the document's chunks; stores H and U per
+ *                  chunk; s_final.
+ *   k_out          per (chunk, value head, 64 columns of V): O = gam o (Qn S0) + P U.
+ *   k_dout_prep    per (chunk, value head): dO as scaled fp16 tiles.
+ *   k_state_bwd    per (document, value head, 64 columns of V): the reverse
+ *                  recurrence; stores dH (gradient of the state leaving each
+ *                  chunk) and dU; ds0.
+ *   k_chunk_bwd    per (chunk, value head, K block of <= 128): everything else;
+ *                  fuses the l2norm backward when K <= 128 and Hv == Hk.
+ *   k_qk_finish    otherwise: sums value heads into key heads, l2norm backward.
+ *
+ * Builds for the GPU with nvcc (sm_90a) and, to check it without a GPU, as
+ * C++ with -DOH_EMU and kernels/cuda/dev/emu/cuda_emu.h force-included
+ * (kernels/cuda/dev/emu/run.sh). */
+#include "kernels/cuda/gdn.h"
+
+#ifndef OH_EMU
+#include <cuda_runtime.h>
+#endif
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------ errors */
+
+static thread_local char gdn_errbuf[512];
+
+static int gdn_fail(int status, const char *file, int line, const char *fmt, ...) {
+    int n = snprintf(gdn_errbuf, sizeof gdn_errbuf, "%s:%d: ", file, line);
+    va_list ap;
+    va_start(ap, fmt);
+    if (n > 0 && n < (int)sizeof gdn_errbuf) vsnprintf(gdn_errbuf + n, sizeof gdn_errbuf - n, fmt, ap);
+    va_end(ap);
+    return status;
+}
+
+extern "C" const char *gdn_last_error(void) { return gdn_errbuf; }
+
+/* CUDA_CHECK for library code: record "file:line: expr: error" and return. */
+#define GDN_CUDA_TRY(expr)                                                                                    \
+    do {                                                                                                      \
+        cudaError_t e_ = (expr);                                                                              \
+        if (e_ != cudaSuccess)                                                                                \
+            return gdn_fail(GDN_STATUS_CUDA, __FILE__, __LINE__, "%s: %s", #expr, cudaGetErrorString(e_));    \
+    } while (0)
+#define GDN_REQUIRE(cond, status)                                                                             \
+    do {                                                                                                      \
+        if (!(cond)) return gdn_fail(status, __FILE__, __LINE__, "precondition failed: %s", #cond);          \
+    } while (0)
+
+#ifdef OH_EMU
+#define GDN_LAUNCH(kern, grid, block, smem, stream, ...) emu::launch(kern, grid, block, smem, __VA_ARGS__)
+#else
+#define GDN_LAUNCH(kern, grid, block, smem, stream, ...) kern<<<grid, block, smem, stream>>>(__VA_ARGS__)
+#endif
+
+/* ------------------------------------------------------- device primitives */
+
+#define DEV static __device__ __forceinline__
+
+enum { BT = 64 };   /* chunk length */
+enum { LD64 = 72 }; /* smem row stride (elements) of a 64-column 16-bit tile: 144 B, conflict-free ldmatrix */
+
+#ifdef OH_EMU
+static inline uint32_t emu_f32_to_bf16(float f) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) return (u >> 16) | 0x40u;
+    return (u + 0x7fffu + ((u >> 16) & 1u)) >> 16;
+}
+static inline uint32_t emu_f32_to_f16(float f) {
+    uint32_t x = __float_as_uint(f);
+    uint32_t sign = (x >> 16) & 0x8000u, ax = x & 0x7fffffffu;
+    if (ax >= 0x7f800000u) return sign | 0x7c00u | (ax > 0x7f800000u ? 0x200u : 0u);
+    if (ax >= 0x477ff000u) return sign | 0x7c00u;
+    if (ax < 0x38800000u) return sign | (uint32_t)nearbyintf(__uint_as_float(ax) * 16777216.0f);
+    uint32_t h = (((ax >> 23) - 112u) << 10) | ((ax & 0x7fffffu) >> 13), rem = ax & 0x1fffu;
+    if (rem > 0x1000u || (rem == 0x1000u && (h & 1u))) h++;
+    return sign | h;
+}
+#endif
+
+DEV float bf2f(uint16_t h) { return __uint_as_float((uint32_t)h << 16); }
+DEV float bf2f_lo(uint32_t p) { return __uint_as_float(p << 16); }
+DEV float bf2f_hi(uint32_t p) { return __uint_as_float(p & 0xffff0000u); }
+DEV float h2f(uint16_t h) {
+#ifdef OH_EMU
+    return emu::f16_to_f(h);
+#else
+    float f;
+    asm("cvt.f32.f16 %0, %1;" : "=f"(f) : "h"(h));
+    return f;
+#endif
+}
+DEV float h2f_lo(uint32_t p) { return h2f((uint16_t)(p & 0xffffu)); }
+DEV float h2f_hi(uint32_t p) { return h2f((uint16_t)(p >> 16)); }
+
+/* Round two floats (nearest even) and pack them, `lo` in the low half. */
+DEV uint32_t pack_bf16(float lo, float hi) {
+#ifdef OH_EMU
+    return emu_f32_to_bf16(lo) | (emu_f32_to_bf16(hi) << 16);
+#else
+    uint32_t r;
+    asm("cvt.rn.bf16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+#endif
+}
+DEV uint32_t pack_f16(float lo, float hi) {
+#ifdef OH_EMU
+    return emu_f32_to_f16(lo) | (emu_f32_to_f16(hi) << 16);
+#else
+    uint32_t r;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+#endif
+}
+DEV uint16_t to_bf16(float x) { return (uint16_t)(pack_bf16(x, 0.f) & 0xffffu); }
+DEV uint16_t to_f16(float x) { return (uint16_t)(pack_f16(x, 0.f) & 0xffffu); }
+
+DEV void st32(uint16_t *p, uint32_t v) { *reinterpret_cast<uint32_t *>(p) = v; }
+DEV uint32_t ld32(const uint16_t *p) { return *reinterpret_cast<const uint32_t *>(p); }
+
+/* Exponent e that brings max |x| = m into [2^14, 2^15) as m 2^e, clamped to [-40, 40]
+ * (m = 0 gives 40; NaN or Inf give -40 and stay NaN or Inf). */
+DEV int scale_exp(float m) {
+    const int E = (int)((__float_as_uint(m) >> 23) & 255u) - 127, e = 14 - E;
+    return e < -40 ? -40 : (e > 40 ? 40 : e);
+}
+/* 2^e for |e| <= 126 (clamped). */
+DEV float exp2i(int e) {
+    e = e < -126 ? -126 : (e > 126 ? 126 : e);
+    return __uint_as_float((uint32_t)(e + 127) << 23);
+}
+
+/* ldmatrix: four (or two) 8x8 b16 matrices; each lane hands the address of one row. */
+DEV void ldsm4(uint32_t (&r)[4], const uint16_t *p) {
+#ifdef OH_EMU
+    emu_ldmatrix(r, p, 4, false, OH_EMU_WHERE);
+#else
+    const uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a)
+                 : "memory");
+#endif
+}
+DEV void ldsm4t(uint32_t (&r)[4], const uint16_t *p) {
+#ifdef OH_EMU
+    emu_ldmatrix(r, p, 4, true, OH_EMU_WHERE);
+#else
+    const uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a)
+                 : "memory");
+#endif
+}
+DEV void ldsm2t(uint32_t (&r)[2], const uint16_t *p) {
+#ifdef OH_EMU
+    emu_ldmatrix(r, p, 2, true, OH_EMU_WHERE);
+#else
+    const uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];"
+                 : "=r"(r[0]), "=r"(r[1])
+                 : "r"(a)
+                 : "memory");
+#endif
+}
+
+/* d += a * b, m16n8k16, fp32 accumulation. */
+DEV void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#ifdef OH_EMU
+    const uint32_t b[2] = {b0, b1};
+    emu_mma(d, a, b, true, OH_EMU_WHERE);
+#else
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+DEV void mma_f16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#ifdef OH_EMU
+    const uint32_t b[2] = {b0, b1};
+    emu_mma(d, a, b, false, OH_EMU_WHERE);
+#else
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+/* Row address this lane hands to ldmatrix for a 16x16 A tile at (m0, k0)
+ * (registers a0..a3 of mma.m16n8k16):
+ *   a_mk: A[m][k] = base[m * ld + k]  (ldsm4);   a_km: A[m][k] = base[k * ld + m]  (ldsm4t). */
+DEV const uint16_t *a_mk(const uint16_t *base, int ld, int m0, int k0, int lane) {
+    return base + (m0 + (lane & 15)) * ld + k0 + ((lane >> 4) << 3);
+}
+DEV const uint16_t *a_km(const uint16_t *base, int ld, int m0, int k0, int lane) {
+    return base + (k0 + (lane & 7) + ((lane >> 4) << 3)) * ld + m0 + (((lane >> 3) & 1) << 3);
+}
+/* B operand for two n-tiles (n0, n0 + 8) of 16 k: r0, r1 = b0, b1 of tile n0; r2, r3 of tile n0 + 8.
+ *   b_nk: B[k][n] = base[n * ld + k]  (ldsm4);   b_kn: B[k][n] = base[k * ld + n]  (ldsm4t). */
+DEV const uint16_t *b_nk(const uint16_t *base, int ld, int n0, int k0, int lane) {
+    return base + (n0 + (lane & 7) + ((lane >> 4) << 3)) * ld + k0 + (((lane >> 3) & 1) << 3);
+}
+DEV const uint16_t *b_kn(const uint16_t *base, int ld, int n0, int k0, int lane) {
+    return base + (k0 + (lane & 7) + (((lane >> 3) & 1) << 3)) * ld + n0 + ((lane >> 4) << 3);
+}
+/* B operand for one n-tile of 16 k (ldsm2t; lanes 0-15 give the rows), B[k][n] = base[k * ld + n]. */
+DEV const uint16_t *b_kn1(const uint16_t *base, int ld, int n0, int k0, int lane) {
+    return base + (k0 + (lane & 7) + (((lane >> 3) & 1) << 3)) * ld + n0;
+}
+/* B fragments of the 8 or 16 columns [n0, n0 + 8 NTW) of a k-major tile (KN). */
+template <int NTW> DEV void ld_b_kn(uint32_t (&b)[4], const uint16_t *base, int ld, int n0, int k0, int lane) {
+    if (NTW == 2) {
+        ldsm4t(b, b_kn(base, ld, n0, k0, lane));
+    } else {
+        uint32_t b2[2];
+        ldsm2t(b2, b_kn1(base, ld, n0, k0, lane));
+        b[0] = b2[0];
+        b[1] = b2[1];
+        b[2] = b[3] = 0u;
+    }
+}
+
+/* The accumulators of n-tiles 2s, 2s+1 (a 16x16 block) as the A fragment of a
+ * following product: the m16n8 C layout is the A layout (times x, to fp16). */
+DEV void acc_to_a_f16(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)[4], float x0, float x1) {
+    a[0] = pack_f16(c0[0] * x0, c0[1] * x0);
+    a[1] = pack_f16(c0[2] * x1, c0[3] * x1);
+    a[2] = pack_f16(c1[0] * x0, c1[1] * x0);
+    a[3] = pack_f16(c1[2] * x1, c1[3] * x1);
+}
+
+DEV void cp_async16(void *smem, const void *gmem, bool valid) {
+#ifdef OH_EMU
+    emu::cp_async16(smem, gmem, valid, OH_EMU_WHERE);
+#else
+    const uint32_t s = (uint32_t)__cvta_generic_to_shared(smem);
+    const int n = valid ? 16 : 0;
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(gmem), "r"(n) : "memory");
+#endif
+}
+DEV void cp_async_commit() {
+#ifdef OH_EMU
+    emu::cp_async_commit();
+#else
+    asm volatile("cp.async.commit_group;" ::: "memory");
+#endif
+}
+template <int N> DEV void cp_async_wait() {
+#ifdef OH_EMU
+    emu::cp_async_wait(N);
+#else
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+#endif
+}
+
+DEV float warp_sum(float v) {
+#pragma unroll
+    for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+DEV float warp_max(float v) {
+#pragma unroll
+    for (int o = 16; o; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+/* Over the 4 lanes of a quad (lanes sharing lane >> 2: one accumulator row). */
+DEV float quad_sum(float v) {
+    v += __shfl_xor_sync(0xffffffffu, v, 1);
+    v += __shfl_xor_sync(0xffffffffu, v, 2);
+    return v;
+}
+DEV float quad_max(float v) {
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 1));
+    v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, 2));
+    return v;
+}
+/* Over the 8 lanes sharing lane & 3 (one accumulator column pair). */
+DEV float col_sum(float v) {
+    v += __shfl_xor_sync(0xffffffffu, v, 4);
+    v += __shfl_xor_sync(0xffffffffu, v, 8);
+    v += __shfl_xor_sync(0xffffffffu, v, 16);
+    return v;
+}
+
+DEV int imin(int a, int b) { return a < b ? a : b; }
+
+/* --------------------------------------------------------- shared context */
+
+/* Everything a kernel may need, passed by value. */
+struct Ctx {
+    /* inputs */
+    const uint16_t *q, *k, *v, *dout;
+    const float *g, *beta, *s0, *ds_final;
+    /* outputs */
+    uint16_t *out, *dq, *dk, *dv;
+    float *s_final, *dg, *dbeta, *ds0;
+    /* workspace (nc = ncmax chunks, nvb = ceil(V / 64) column blocks) */
+    int *tab;         /* [0] = chunks; chunk c at 4 + 4c: t0, len, doc, index; doc n at 4 + 4 ncmax + 2n: first, count */
+    float *G;         /* [nc, Hv, 64] within-chunk cumsum of g */
+    uint16_t *Wu, *Kn; /* [nc, Hv, 64, K] fp16: decay-free W, normalised k */
+    uint16_t *Qn;      /* [nc, Hv, 64, K] fp16: normalised, scaled q */
+    uint16_t *P, *Tm; /* [nc, Hv, 64, 64] fp16 */
+    uint16_t *Uv;     /* [nc, Hv, 64, V] fp16 x 2^eUv; holds dU (x 2^edU) in the backward */
+    uint16_t *H, *dH; /* [nc, Hv, K, V] fp16 x 2^eH: state entering / gradient leaving each chunk */
+    uint16_t *U;      /* [nc, Hv, 64, V] fp16 x 2^eU */
+    uint16_t *dOh;    /* [nc, Hv, 64, V] fp16 x 2^edO */
+    int *eUv, *eH, *eU, *edH, *edO; /* [nc, Hv, nvb] exponents; eUv holds edU in the backward */
+    float *dqs, *dks; /* [T, Hv, K] when the l2norm backward is not fused */
+    int T, Hk, Hv, K, V, ndocs, ncmax, nkb, nvb;
+    float scale;
+};
+
+struct Chunk {
+    int t0, len, doc;
+};
+DEV Chunk chunk_at(const Ctx &c, int ci) {
+    const int *e = c.tab + 4 + 4 * ci;
+    Chunk r;
+    r.t0 = e[0];
+    r.len = e[1];
+    r.doc = e[2];
+    return r;
+}
+
+/* Sequential 16-byte aligned regions of the dynamic shared memory. */
+struct Carve {
+    unsigned char *p;
+    template <typename T> __device__ __forceinline__ T *take(size_t n) {
+        T *r = reinterpret_cast<T *>(p);
+        p += (n * sizeof(T) + 15) & ~(size_t)15;
+        return r;
+    }
+};
+static size_t carve16(size_t bytes) { return (bytes + 15) & ~(size_t)15; }
+
+#ifndef OH_EMU
+extern __shared__ __align__(16) unsigned char gdn_smem[];
+#define GDN_SMEM() gdn_smem
+#else
+#define GDN_SMEM() emu::st().smem
+#endif
+
+/* ------------------------------------------------------------ chunk table */
+
+static __global__ void k_chunk_table(Ctx c, const int32_t *cu) {
+    int *tab = c.tab, *doct = c.tab + 4 + 4 * c.ncmax;
+    if (threadIdx.x == 0) {
+        int acc = 0;
+        for (int n = 0; n < c.ndocs; n++) {
+            int a = cu[n], b = cu[n + 1];
+            a = a < 0 ? 0 : (a > c.T ? c.T : a);
+            b = b < a ? a : (b > c.T ? c.T : b);
+            int cnt = (b - a + BT - 1) / BT;
+            if (acc + cnt > c.ncmax) cnt = c.ncmax - acc; /* only on invalid cu_seqlens */
+            doct[2 * n] = acc;
+            doct[2 * n + 1] = cnt;
+            acc += cnt;
+        }
+        tab[0] = acc;
+    }
+    for (int i = threadIdx.x; i < c.ncmax; i += blockDim.x) {
+        int *e = tab + 4 + 4 * i;
+        e[0] = e[1] = e[2] = e[3] = 0;
+    }
+    __syncthreads();
+    for (int n = threadIdx.x; n < c.ndocs; n += blockDim.x) {
+        int a = cu[n], b = cu[n + 1];
+        a = a < 0 ? 0 : (a > c.T ? c.T : a);
+        b = b < a ? a : (b > c.T ? c.T : b);
+        const int first = doct[2 * n], cnt = doct[2 * n + 1];
+        for (int j = 0; j < cnt; j++) {
+            int *e = tab + 4 + 4 * (first + j);
+            e[0] = a + BT * j;
+            e[1] = imin(BT, b - a - BT * j);
+            e[2] = n;
+            e[3] = j;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------ k_prep */
+
+/* Shared memory: Gs, Bs, red, Kn, Tu, then a region that holds Qs, Au, Ys up to
+ * the end of the solve and Vs, Th, Thi, Tlo after it. */
+static size_t prep_smem(int K, int V) {
+    const size_t a = carve16((size_t)64 * (K + 8) * 2) + carve16(64 * 65 * 4) + carve16(3 * 16 * 17 * 4);
+    const size_t b = carve16((size_t)64 * (V + 8) * 2) + 3 * carve16(64 * LD64 * 2);
+    return carve16(64 * 4) * 2 + carve16(16 * 4) + carve16((size_t)64 * (K + 8) * 2) + carve16(64 * 65 * 4) +
+           (a > b ? a : b);
+}
+
+static __global__ void __launch_bounds__(128) k_prep(Ctx c) {
+    const int ci = blockIdx.x, h = blockIdx.y;
+    if (ci >= c.tab[0]) return;
+    const Chunk ch = chunk_at(c, ci);
+    const int K = c.K, V = c.V, Hv = c.Hv, hk = h / (Hv / c.Hk);
+    const int LDK = K + 8, LDV = V + 8;
+    const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g4 = lane >> 2, t4 = lane & 3;
+    const size_t chh = (size_t)ci * Hv + h;
+
+    Carve cv{GDN_SMEM()};
+    float *Gs = cv.take<float>(64);
+    float *Bs = cv.take<float>(64);
+    float *red = cv.take<float>(16);
+    uint16_t *Ks = cv.take<uint16_t>(64 * LDK); /* raw bf16, then Kn fp16 */
+    float *Tf = cv.take<float>(64 * 65);        /* Tu, fp32 */
+    Carve c1{cv.p}, c2{cv.p};                   /* the same region, before and after the solve */
+    uint16_t *Qs = c1.take<uint16_t>(64 * LDK); /* raw bf16, then Qn fp16 */
+    float *Af = c1.take<float>(64 * 65);        /* Au, fp32 */
+    float *Ys = c1.take<float>(3 * 16 * 17);
+    uint16_t *Vs = c2.take<uint16_t>(64 * LDV);  /* bf16, loaded after the solve */
+    uint16_t *Th = c2.take<uint16_t>(64 * LD64); /* Tu diag(beta), fp16 */
+    uint16_t *Thi = c2.take<uint16_t>(64 * LD64); /* T diag(beta), bf16 hi and lo */
+    uint16_t *Tlo = c2.take<uint16_t>(64 * LD64);
+
+    /* 1. raw q, k rows (rows past the chunk are zero) */
+    {
+        const int k8 = K / 8;
+        for (int i = tid; i < 64 * k8; i += 128) {
+            const int r = i / k8, c8 = i % k8;
+            const bool ok = r < ch.len;
+            const size_t off = ((size_t)(ch.t0 + r) * c.Hk + hk) * K + c8 * 8;
+            cp_async16(Qs + r * LDK + c8 * 8, ok ? c.q + off : c.q, ok);
+            cp_async16(Ks + r * LDK + c8 * 8, ok ? c.k + off : c.k, ok);
+        }
+        cp_async_commit();
+        if (tid < 64) {
+            const bool ok = tid < ch.len;
+            const size_t off = (size_t)(ch.t0 + tid) * Hv + h;
+            Gs[tid] = ok ? c.g[off] : 0.f;
+            Bs[tid] = ok ? c.beta[off] : 0.f;
+        }
+        cp_async_wait<0>();
+        __syncthreads();
+    }
+    /* 2. cumsum of g (warp 0); then normalise q, k (fp16 in place), store Qn, Kn */
+    if (w == 0) {
+        const float a = Gs[2 * lane], b = Gs[2 * lane + 1];
+        float s = a + b;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            const float t = __shfl_up_sync(0xffffffffu, s, o);
+            if (lane >= o) s += t;
+        }
+        Gs[2 * lane] = s - b;
+        Gs[2 * lane + 1] = s;
+        c.G[chh * 64 + 2 * lane] = s - b;
+        c.G[chh * 64 + 2 * lane + 1] = s;
+    }
+    __syncthreads();
+    {
+        for (int r = 16 * w; r < 16 * w + 16; r++) {
+            float sq = 0.f, sk = 0.f;
+            for (int d = lane; d < K; d += 32) {
+                const float x = bf2f(Qs[r * LDK + d]), y = bf2f(Ks[r * LDK + d]);
+                sq += x * x;
+                sk += y * y;
+            }
+            sq = warp_sum(sq);
+            sk = warp_sum(sk);
+            const float rq = rsqrtf(sq + 1e-6f) * c.scale, rk = rsqrtf(sk + 1e-6f);
+            uint16_t *qn = c.Qn + (chh * 64 + r) * K, *kn = c.Kn + (chh * 64 + r) * K;
+            for (int d = lane; d < K; d += 32) {
+                const float x = bf2f(Qs[r * LDK + d]) * rq, y = bf2f(Ks[r * LDK + d]) * rk;
+                Qs[r * LDK + d] = to_f16(x);
+                Ks[r * LDK + d] = to_f16(y);
+                qn[d] = to_f16(x);
+                kn[d] = to_f16(y);
+            }
+        }
+    }
+    __syncthreads();
+    /* 3. Kn Kn^T and Qn Kn^T, rows 16w..16w+15 (causal: column tiles <= w) */
+    {
+        float kk[8][4], qk[8][4];
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) kk[n][e] = qk[n][e] = 0.f;
+        for (int kt = 0; kt < K / 16; kt++) {
+            uint32_t ak[4], aq[4];
+            ldsm4(ak, a_mk(Ks, LDK, 16 * w, 16 * kt, lane));
+            ldsm4(aq, a_mk(Qs, LDK, 16 * w, 16 * kt, lane));
+#pragma unroll
+            for (int np = 0; np < 4; np++) {
+                if (np <= w) {
+                    uint32_t b[4];
+                    ldsm4(b, b_nk(Ks, LDK, 16 * np, 16 * kt, lane));
+                    mma_f16(kk[2 * np], ak, b[0], b[1]);
+                    mma_f16(kk[2 * np + 1], ak, b[2], b[3]);
+                    mma_f16(qk[2 * np], aq, b[0], b[1]);
+                    mma_f16(qk[2 * np + 1], aq, b[2], b[3]);
+                }
+            }
+        }
+        uint16_t *P = c.P + chh * 64 * 64;
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int i = 16 * w + g4 + 8 * hf, j = 8 * n + 2 * t4;
+                const float gi = Gs[i], bi = Bs[i];
+                float p[2];
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int jj = j + e;
+                    const float gm = jj <= i ? __expf(gi - Gs[jj]) : 0.f;
+                    Af[i * 65 + jj] = jj < i ? bi * kk[n][2 * hf + e] : 0.f;
+                    p[e] = gm * qk[n][2 * hf + e];
+                }
+                st32(P + i * 64 + j, pack_f16(p[0], p[1]));
+            }
+    }
+    __syncthreads();
+    /* 4. Tu = (I + Au)^-1, Au strictly lower: the 16x16 diagonal blocks by forward
+     *    substitution, then T_ib,jb = -T_ib,ib sum_{mb=jb}^{ib-1} A_ib,mb T_mb,jb. */
+    if (tid < 64) {
+        const int b = tid >> 4, cc = tid & 15;
+        float t[16];
+#pragma unroll
+        for (int r = 0; r < 16; r++) {
+            float acc = r == cc ? 1.f : 0.f;
+#pragma unroll
+            for (int m = 0; m < r; m++) acc -= Af[(16 * b + r) * 65 + 16 * b + m] * t[m];
+            t[r] = acc;
+        }
+#pragma unroll
+        for (int r = 0; r < 16; r++) Tf[(16 * b + r) * 65 + 16 * b + cc] = t[r];
+    }
+    for (int i = tid; i < 64 * 64; i += 128) {
+        const int r = i >> 6, j = i & 63;
+        if ((j >> 4) > (r >> 4)) Tf[r * 65 + j] = 0.f;
+    }
+    __syncthreads();
+    for (int ib = 1; ib < 4; ib++) {
+        for (int it = tid; it < ib * 256; it += 128) {
+            const int jb = it >> 8, r = (it >> 4) & 15, cc = it & 15;
+            float y = 0.f;
+            for (int mb = jb; mb < ib; mb++)
+#pragma unroll
+                for (int m = 0; m < 16; m++)
+                    y += Af[(16 * ib + r) * 65 + 16 * mb + m] * Tf[(16 * mb + m) * 65 + 16 * jb + cc];
+            Ys[(jb * 16 + r) * 17 + cc] = y;
+        }
+        __syncthreads();
+        for (int it = tid; it < ib * 256; it += 128) {
+            const int jb = it >> 8, r = (it >> 4) & 15, cc = it & 15;
+            float y = 0.f;
+            for (int m = 0; m <= r; m++) y += Tf[(16 * ib + r) * 65 + 16 * ib + m] * Ys[(jb * 16 + m) * 17 + cc];
+            Tf[(16 * ib + r) * 65 + 16 * jb + cc] = -y;
+        }
+        __syncthreads();
+    }
+    /* v rows into the region Qs, Au and Ys used (rows past the chunk are zero) */
+    {
+        const int v8 = V / 8;
+        for (int i = tid; i < 64 * v8; i += 128) {
+            const int r = i / v8, c8 = i % v8;
+            const bool ok = r < ch.len;
+            const size_t off = ((size_t)(ch.t0 + r) * Hv + h) * V + c8 * 8;
+            cp_async16(Vs + r * LDV + c8 * 8, ok ? c.v + off : c.v, ok);
+        }
+        cp_async_commit();
+    }
+    /* 5. store T = Tu o Gam (fp16); Tu diag(beta) (fp16) and T diag(beta) (bf16 hi + lo) to smem */
+    {
+        uint16_t *Tg = c.Tm + chh * 64 * 64;
+        for (int i = tid; i < 64 * 64; i += 128) {
+            const int r = i >> 6, j = i & 63;
+            const float tu = Tf[r * 65 + j], t = j <= r ? tu * __expf(Gs[r] - Gs[j]) : 0.f, tb = t * Bs[j];
+            Tg[i] = to_f16(t);
+            Th[r * LD64 + j] = to_f16(tu * Bs[j]);
+            const uint16_t hi = to_bf16(tb);
+            Thi[r * LD64 + j] = hi;
+            Tlo[r * LD64 + j] = to_bf16(tb - bf2f(hi));
+        }
+    }
+    __syncthreads();
+    /* 6. Wu = Tu diag(beta) Kn (fp16), rows 16w..16w+15 (Tu is lower: k-tiles <= w) */
+    for (int n0 = 0; n0 < K; n0 += 64) {
+        float acc[8][4];
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[n][e] = 0.f;
+#pragma unroll
+        for (int kt = 0; kt < 4; kt++) {
+            if (kt <= w) {
+                uint32_t a[4];
+                ldsm4(a, a_mk(Th, LD64, 16 * w, 16 * kt, lane));
+#pragma unroll
+                for (int np = 0; np < 4; np++) {
+                    if (n0 + 16 * np < K) {
+                        uint32_t b[4];
+                        ldsm4t(b, b_kn(Ks, LDK, n0 + 16 * np, 16 * kt, lane));
+                        mma_f16(acc[2 * np], a, b[0], b[1]);
+                        mma_f16(acc[2 * np + 1], a, b[2], b[3]);
+                    }
+                }
+            }
+        }
+        uint16_t *Wg = c.Wu + chh * 64 * K;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            const int col = n0 + 8 * n + 2 * t4;
+            if (col < K) {
+                st32(Wg + (16 * w + g4) * K + col, pack_f16(acc[n][0], acc[n][1]));
+                st32(Wg + (16 * w + g4 + 8) * K + col, pack_f16(acc[n][2], acc[n][3]));
+            }
+        }
+    }
+    /* 7. Uv = T diag(beta) V (bf16 hi + lo, exact V), stored as fp16 x 2^eUv per 64 columns */
+    cp_async_wait<0>();
+    __syncthreads();
+    for (int n0 = 0; n0 < V; n0 += 64) {
+        float acc[8][4];
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) acc[n][e] = 0.f;
+#pragma unroll
+        for (int kt = 0; kt < 4; kt++) {
+            if (kt <= w) {
+                uint32_t ah[4], al[4];
+                ldsm4(ah, a_mk(Thi, LD64, 16 * w, 16 * kt, lane));
+                ldsm4(al, a_mk(Tlo, LD64, 16 * w, 16 * kt, lane));
+#pragma unroll
+                for (int np = 0; np < 4; np++) {
+                    if (n0 + 16 * np < V) {
+                        uint32_t b[4];
+                        ldsm4t(b, b_kn(Vs, LDV, n0 + 16 * np, 16 * kt, lane));
+                        mma_bf16(acc[2 * np], ah, b[0], b[1]);
+                        mma_bf16(acc[2 * np + 1], ah, b[2], b[3]);
+                        mma_bf16(acc[2 * np], al, b[0], b[1]);
+                        mma_bf16(acc[2 * np + 1], al, b[2], b[3]);
+                    }
+                }
+            }
+        }
+        float m = 0.f;
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) m = fmaxf(m, fabsf(acc[n][e]));
+        m = warp_max(m);
+        if (lane == 0) red[4 * (n0 >> 6) + w] = m;
+        __syncthreads();
+        const int e = scale_exp(fmaxf(fmaxf(red[4 * (n0 >> 6)], red[4 * (n0 >> 6) + 1]),
+                                      fmaxf(red[4 * (n0 >> 6) + 2], red[4 * (n0 >> 6) + 3])));
+        const float sc = exp2i(e);
+        if (tid == 0) c.eUv[chh * c.nvb + (n0 >> 6)] = e;
+        uint16_t *Ug = c.Uv + chh * 64 * V;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            const int col = n0 + 8 * n + 2 * t4;
+            if (col < V) {
+                st32(Ug + (16 * w + g4) * V + col, pack_f16(acc[n][0] * sc, acc[n][1] * sc));
+                st32(Ug + (16 * w + g4 + 8) * V + col, pack_f16(acc[n][2] * sc, acc[n][3] * sc));
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------- k_state_fwd */
+
+/* The state kernels: KT = K padded to 16 KT rows.  K <= 128: 4 warps of 16 V
+ * columns, tiles double-buffered; K > 128: 8 warps of 8 columns, one stage
+ * (shared memory).  A block owns 64 columns of V. */
+template <int KT> struct StateCfg {
+    static constexpr int NTW = KT > 8 ? 1 : 2;     /* 8-column n-tiles per warp */
+    static constexpr int NW = 8 / NTW;             /* warps */
+    static constexpr int STAGES = KT > 8 ? 1 : 2;
+    static constexpr int LDS = NTW == 2 ? 24 : 16; /* smem stride of a warp's columns */
+    static constexpr int KP = 16 * KT, LDK = KP + 8, WC = 8 * NTW;
+};
+
+template <int KT> static size_t state_smem() {
+    typedef StateCfg<KT> C;
+    return carve16((size_t)C::STAGES * (2 * 64 * C::LDK + 64 * LD64 + 128) * 2) +
+           carve16((size_t)C::NW * C::KP * C::LDS * 2) + carve16((size_t)C::NW * 64 * C::LDS * 2) +
+           carve16(3 * C::NW * 4);
+}
+
+template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::NW * 32) k_state_fwd(Ctx c) {
+    typedef StateCfg<KT> C;
+    constexpr int NTW = C::NTW, NW = C::NW, KP = C::KP, LDK = C::LDK, WC = C::WC, LDS = C::LDS, NST = C::STAGES;
+    constexpr int STG = 2 * 64 * LDK + 64 * LD64 + 128; /* stage: Wu, Kn [64][LDK], Uv [64][LD64], G [64] fp32 */
+    const int vb = blockIdx.x, h = blockIdx.y, doc = blockIdx.z;
+    const int K = c.K, V = c.V, Hv = c.Hv, nvb = c.nvb;
+    const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g4 = lane >> 2, t4 = lane & 3;
+    const int *dt = c.tab + 4 + 4 * c.ncmax + 2 * doc;
+    const int first = dt[0], cnt = dt[1];
+    const int colw = vb * 64 + w * WC; /* first V column of this warp */
+    const bool wok = colw < V;         /* V % 16 == 0: a warp's columns are all valid or all not */
+
+    Carve cv{GDN_SMEM()};
+    uint16_t *stg = cv.take<uint16_t>(NST * STG);
+    uint16_t *Ss = cv.take<uint16_t>(NW * KP * LDS) + w * KP * LDS; /* this warp's S0 columns, fp16 x 2^eH */
+    uint16_t *Us = cv.take<uint16_t>(NW * 64 * LDS) + w * 64 * LDS; /* this warp's del o U, fp16 x 2^e (per warp) */
+    float *redS = cv.take<float>(3 * NW), *redU = redS + 2 * NW;
+#define Ws(s) (stg + (s) * STG)
+#define Kns(s) (stg + (s) * STG + 64 * LDK)
+#define Uvs(s) (stg + (s) * STG + 2 * 64 * LDK)
+#define Gts(s) reinterpret_cast<float *>(stg + (s) * STG + 2 * 64 * LDK + 64 * LD64)
+
+    auto load = [&](int s, int ci) {
+        const size_t chh = (size_t)ci * Hv + h;
+        const int k8 = KP / 8;
+        for (int i = tid; i < 64 * k8; i += 32 * NW) {
+            const int r = i / k8, c8 = i % k8;
+            const bool ok = c8 * 8 < K;
+            const size_t off = (chh * 64 + r) * K + c8 * 8;
+            cp_async16(Ws(s) + r * LDK + c8 * 8, ok ? c.Wu + off : c.Wu, ok);
+            cp_async16(Kns(s) + r * LDK + c8 * 8, ok ? c.Kn + off : c.Kn, ok);
+        }
+        for (int i = tid; i < 64 * 8; i += 32 * NW) {
+            const int r = i >> 3, c8 = i & 7, col = vb * 64 + c8 * 8;
+            const bool ok = col < V;
+            cp_async16(Uvs(s) + r * LD64 + c8 * 8, ok ? c.Uv + (chh * 64 + r) * V + col : c.Uv, ok);
+        }
+        if (tid < 16) cp_async16(Gts(s) + 4 * tid, c.G + chh * 64 + 4 * tid, true);
+    };
+
+    /* state: rows d = 16 mt + g4 + 8 (e >> 1), columns colw + 8 nt + 2 t4 + (e & 1) */
+    float S[KT][NTW][4];
+    float m = 0.f;
+#pragma unroll
+    for (int mt = 0; mt < KT; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int d = 16 * mt + g4 + 8 * (e >> 1), col = colw + 8 * nt + 2 * t4 + (e & 1);
+                S[mt][nt][e] = (c.s0 && wok && d < K) ? c.s0[(((size_t)doc * Hv + h) * K + d) * V + col] : 0.f;
+                m = fmaxf(m, fabsf(S[mt][nt][e]));
+            }
+    m = warp_max(m);
+    if (lane == 0) redS[NW + w] = m; /* slot (-1) & 1 */
+
+    if (NST == 2 && cnt > 0) {
+        load(0, first);
+        cp_async_commit();
+    }
+    for (int it = 0; it < cnt; it++) {
+        const int ci = first + it, s = NST == 2 ? (it & 1) : 0;
+        const size_t chh = (size_t)ci * Hv + h;
+        if (NST == 1) {
+            __syncthreads();
+            load(0, ci);
+            cp_async_commit();
+        }
+        cp_async_wait<0>();
+        __syncthreads(); /* this chunk's tiles are in; every warp is done with the previous step */
+        if (NST == 2 && it + 1 < cnt) {
+            load(s ^ 1, ci + 1);
+            cp_async_commit();
+        }
+        /* S0 -> fp16 x 2^eH: H (global) and this warp's smem copy */
+        m = 0.f;
+        for (int i = 0; i < NW; i++) m = fmaxf(m, redS[((it + 1) & 1) * NW + i]);
+        const int eH = scale_exp(m);
+        const float sH = exp2i(eH);
+        if (tid == 0) c.eH[chh * nvb + vb] = eH;
+#pragma unroll
+        for (int mt = 0; mt < KT; mt++)
+#pragma unroll
+            for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++) {
+                    const int d = 16 * mt + g4 + 8 * hf, lc = 8 * nt + 2 * t4;
+                    const uint32_t p = pack_f16(S[mt][nt][2 * hf] * sH, S[mt][nt][2 * hf + 1] * sH);
+                    st32(Ss + d * LDS + lc, p);
+                    if (wok && d < K) st32(c.H + (chh * K + d) * V + colw + lc, p);
+                }
+        __syncwarp();
+        /* X = Wu S0 (64 x WC);  U = Uv - gam o X */
+        float X[4][NTW][4];
+#pragma unroll
+        for (int mt = 0; mt < 4; mt++)
+#pragma unroll
+            for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) X[mt][nt][e] = 0.f;
+#pragma unroll
+        for (int kt = 0; kt < KT; kt++) {
+            uint32_t b[4];
+            ld_b_kn<NTW>(b, Ss, LDS, 0, 16 * kt, lane);
+#pragma unroll
+            for (int mt = 0; mt < 4; mt++) {
+                uint32_t a[4];
+                ldsm4(a, a_mk(Ws(s), LDK, 16 * mt, 16 * kt, lane));
+#pragma unroll
+                for (int nt = 0; nt < NTW; nt++) mma_f16(X[mt][nt], a, b[2 * nt], b[2 * nt + 1]);
+            }
+        }
+        const float *Gt = Gts(s);
+        const float iUv = exp2i(-c.eUv[chh * nvb + vb]), iH = exp2i(-eH), glast = Gt[63];
+        float mu = 0.f, md = 0.f; /* max |U| (block exponent, for H/B3), max |del o U| (this warp's) */
+#pragma unroll
+        for (int mt = 0; mt < 4; mt++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int j = 16 * mt + g4 + 8 * hf;
+                const float gj = __expf(Gt[j]) * iH, dj = __expf(glast - Gt[j]);
+#pragma unroll
+                for (int nt = 0; nt < NTW; nt++) {
+                    const uint32_t uv = ld32(Uvs(s) + j * LD64 + w * WC + 8 * nt + 2 * t4);
+                    const float u0 = h2f_lo(uv) * iUv - X[mt][nt][2 * hf] * gj;
+                    const float u1 = h2f_hi(uv) * iUv - X[mt][nt][2 * hf + 1] * gj;
+                    X[mt][nt][2 * hf] = u0;
+                    X[mt][nt][2 * hf + 1] = u1;
+                    mu = fmaxf(mu, fmaxf(fabsf(u0), fabsf(u1)));
+                    md = fmaxf(md, dj * fmaxf(fabsf(u0), fabsf(u1)));
+                }
+            }
+        mu = warp_max(mu);
+        if (lane == 0) redU[w] = mu;
+        const int ed = scale_exp(warp_max(md));
+        {
+            const float sd = exp2i(ed);
+#pragma unroll
+            for (int mt = 0; mt < 4; mt++)
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++) {
+                    const int j = 16 * mt + g4 + 8 * hf;
+                    const float dj = __expf(glast - Gt[j]) * sd;
+#pragma unroll
+                    for (int nt = 0; nt < NTW; nt++)
+                        st32(Us + j * LDS + 8 * nt + 2 * t4, pack_f16(X[mt][nt][2 * hf] * dj, X[mt][nt][2 * hf + 1] * dj));
+                }
+        }
+        __syncwarp();
+        /* S = e^{G_63} S + Kn^T (del o U) */
+        const float decay = __expf(glast) * exp2i(ed), iD = exp2i(-ed);
+#pragma unroll
+        for (int mt = 0; mt < KT; mt++)
+#pragma unroll
+            for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) S[mt][nt][e] *= decay;
+#pragma unroll
+        for (int kt = 0; kt < 4; kt++) {
+            uint32_t b[4];
+            ld_b_kn<NTW>(b, Us, LDS, 0, 16 * kt, lane);
+#pragma unroll
+            for (int mt = 0; mt < KT; mt++) {
+                uint32_t a[4];
+                ldsm4t(a, a_km(Kns(s), LDK, 16 * mt, 16 * kt, lane));
+#pragma unroll
+                for (int nt = 0; nt < NTW; nt++) mma_f16(S[mt][nt], a, b[2 * nt], b[2 * nt + 1]);
+            }
+        }
+        m = 0.f;
+#pragma unroll
+        for (int mt = 0; mt < KT; mt++)
+#pragma unroll
+            for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    S[mt][nt][e] *= iD;
+                    m = fmaxf(m, fabsf(S[mt][nt][e]));
+                }
+        m = warp_max(m);
+        if (lane == 0) redS[(it & 1) * NW + w] = m;
+        /* U -> global, fp16 x 2^eU with one exponent for the block's 64 columns */
+        __syncthreads();
+        m = 0.f;
+        for (int i = 0; i < NW; i++) m = fmaxf(m, redU[i]);
+        const int eU = scale_exp(m);
+        const float sU = exp2i(eU);
+        if (tid == 0) c.eU[chh * nvb + vb] = eU;
+        if (wok) {
+#pragma unroll
+            for (int mt = 0; mt < 4; mt++)
+#pragma unroll
+                for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+                    for (int hf = 0; hf < 2; hf++) {
+                        const int j = 16 * mt + g4 + 8 * hf, lc = 8 * nt + 2 * t4;
+                        st32(c.U + (chh * 64 + j) * V + colw + lc,
+                             pack_f16(X[mt][nt][2 * hf] * sU, X[mt][nt][2 * hf + 1] * sU));
+                    }
+        }
+    }
+    if (c.s_final && wok) {
+#pragma unroll
+        for (int mt = 0; mt < KT; mt++)
+#pragma unroll
+            for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int d = 16 * mt + g4 + 8 * (e >> 1), col = colw + 8 * nt + 2 * t4 + (e & 1);
+                    if (d < K) c.s_final[(((size_t)doc * Hv + h) * K + d) * V + col] = S[mt][nt][e];
+                }
+    }
+#undef Ws
+#undef Kns
+#undef Uvs
+#undef Gts
+}
+
+/* ------------------------------------------------------------------- k_out */
+
+static size_t out_smem(int K) {
+    return carve16((size_t)64 * (K + 8) * 2) + carve16((size_t)K * LD64 * 2) + 2 * carve16(64 * LD64 * 2);
+}
+
+static __global__ void __launch_bounds__(128) k_out(Ctx c) {
+    const int ci = blockIdx.x / c.nvb, vb = blockIdx.x % c.nvb, h = blockIdx.y; /* the V blocks of a chunk are adjacent */
+    if (ci >= c.tab[0]) return;
+    const Chunk ch = chunk_at(c, ci);
+    const int K = c.K, V = c.V, Hv = c.Hv, LDK = K + 8;
+    const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g4 = lane >> 2, t4 = lane & 3;
+    const size_t chh = (size_t)ci * Hv + h;
+
+    Carve cv{GDN_SMEM()};
+    uint16_t *Qs = cv.take<uint16_t>(64 * LDK);
+    uint16_t *Hs = cv.take<uint16_t>(K * LD64);
+    uint16_t *Us = cv.take<uint16_t>(64 * LD64);
+    uint16_t *Ps = cv.take<uint16_t>(64 * LD64);
+    {
+        const int k8 = K / 8;
+        for (int i = tid; i < 64 * k8; i += 128) {
+            const int r = i / k8, c8 = i % k8;
+            cp_async16(Qs + r * LDK + c8 * 8, c.Qn + (chh * 64 + r) * K + c8 * 8, true);
+        }
+        for (int i = tid; i < K * 8; i += 128) {
+            const int r = i >> 3, c8 = i & 7, col = vb * 64 + c8 * 8;
+            const bool ok = col < V;
+            cp_async16(Hs + r * LD64 + c8 * 8, ok ? c.H + (chh * K + r) * V + col : c.H, ok);
+        }
+        for (int i = tid; i < 64 * 8; i += 128) {
+            const int r = i >> 3, c8 = i & 7, col = vb * 64 + c8 * 8;
+            const bool ok = col < V;
+            cp_async16(Us + r * LD64 + c8 * 8, ok ? c.U + (chh * 64 + r) * V + col : c.U, ok);
+            cp_async16(Ps + r * LD64 + c8 * 8, c.P + (chh * 64 + r) * 64 + c8 * 8, true);
+        }
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();
+    }
+    /* O = gam o (Qn S0) + P U, the two products in their own units */
+    float O1[8][4], O2[8][4];
+#pragma unroll
+    for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) O1[n][e] = O2[n][e] = 0.f;
+    for (int kt = 0; kt < K / 16; kt++) {
+        uint32_t a[4];
+        ldsm4(a, a_mk(Qs, LDK, 16 * w, 16 * kt, lane));
+#pragma unroll
+        for (int np = 0; np < 4; np++) {
+            uint32_t b[4];
+            ldsm4t(b, b_kn(Hs, LD64, 16 * np, 16 * kt, lane));
+            mma_f16(O1[2 * np], a, b[0], b[1]);
+            mma_f16(O1[2 * np + 1], a, b[2], b[3]);
+        }
+    }
+#pragma unroll
+    for (int kt = 0; kt < 4; kt++) {
+        if (kt <= w) {
+            uint32_t a[4];
+            ldsm4(a, a_mk(Ps, LD64, 16 * w, 16 * kt, lane));
+#pragma unroll
+            for (int np = 0; np < 4; np++) {
+                uint32_t b[4];
+                ldsm4t(b, b_kn(Us, LD64, 16 * np, 16 * kt, lane));
+                mma_f16(O2[2 * np], a, b[0], b[1]);
+                mma_f16(O2[2 * np + 1], a, b[2], b[3]);
+            }
+        }
+    }
+    const float iH = exp2i(-c.eH[chh * c.nvb + vb]), iU = exp2i(-c.eU[chh * c.nvb + vb]);
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        const int i = 16 * w + g4 + 8 * hf;
+        const float gi = __expf(c.G[chh * 64 + i]) * iH;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            const int col = vb * 64 + 8 * n + 2 * t4;
+            if (i < ch.len && col < V)
+                st32(c.out + ((size_t)(ch.t0 + i) * Hv + h) * V + col,
+                     pack_bf16(O1[n][2 * hf] * gi + O2[n][2 * hf] * iU, O1[n][2 * hf + 1] * gi + O2[n][2 * hf + 1] * iU));
+        }
+    }
+}
+
+/* ------------------------------------------------------------- k_dout_prep */
+
+/* dO of one chunk as fp16 x 2^edO per 64 columns (rows past the chunk zero). */
+static __global__ void __launch_bounds__(128) k_dout_prep(Ctx c) {
+    const int ci = blockIdx.x, h = blockIdx.y;
+    if (ci >= c.tab[0]) return;
+    const Chunk ch = chunk_at(c, ci);
+    const int V = c.V, Hv = c.Hv, v8 = V / 8, nvb = c.nvb;
+    const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+    const size_t chh = (size_t)ci * Hv + h;
+    __shared__ float red[4][4];
+    __shared__ float sc[4];
+    float m[4] = {0.f, 0.f, 0.f, 0.f};
+    for (int i = tid; i < ch.len * v8; i += 128) {
+        const int r = i / v8, c8 = i % v8;
+        const uint4 x = *reinterpret_cast<const uint4 *>(c.dout + ((size_t)(ch.t0 + r) * Hv + h) * V + c8 * 8);
+        const float mx = fmaxf(fmaxf(fmaxf(fabsf(bf2f_lo(x.x)), fabsf(bf2f_hi(x.x))),
+                                     fmaxf(fabsf(bf2f_lo(x.y)), fabsf(bf2f_hi(x.y)))),
+                               fmaxf(fmaxf(fabsf(bf2f_lo(x.z)), fabsf(bf2f_hi(x.z))),
+                                     fmaxf(fabsf(bf2f_lo(x.w)), fabsf(bf2f_hi(x.w)))));
+#pragma unroll
+        for (int b = 0; b < 4; b++)
+            if (b == (c8 >> 3)) m[b] = fmaxf(m[b], mx);
+    }
+#pragma unroll
+    for (int b = 0; b < 4; b++) {
+        const float x = warp_max(m[b]);
+        if (lane == 0) red[w][b] = x;
+    }
+    __syncthreads();
+    if (tid < nvb) {
+        const int e = scale_exp(fmaxf(fmaxf(red[0][tid], red[1][tid]), fmaxf(red[2][tid], red[3][tid])));
+        sc[tid] = exp2i(e);
+        c.edO[chh * nvb + tid] = e;
+    }
+    __syncthreads();
+    for (int i = tid; i < 64 * v8; i += 128) {
+        const int r = i / v8, c8 = i % v8;
+        uint4 y = {0u, 0u, 0u, 0u};
+        if (r < ch.len) {
+            const uint4 x = *reinterpret_cast<const uint4 *>(c.dout + ((size_t)(ch.t0 + r) * Hv + h) * V + c8 * 8);
+            const float s = sc[c8 >> 3];
+            y.x = pack_f16(bf2f_lo(x.x) * s, bf2f_hi(x.x) * s);
+            y.y = pack_f16(bf2f_lo(x.y) * s, bf2f_hi(x.y) * s);
+            y.z = pack_f16(bf2f_lo(x.z) * s, bf2f_hi(x.z) * s);
+            y.w = pack_f16(bf2f_lo(x.w) * s, bf2f_hi(x.w) * s);
+        }
+        *reinterpret_cast<uint4 *>(c.dOh + (chh * 64 + r) * V + c8 * 8) = y;
+    }
+}
+
+/* ------------------------------------------------------------- k_state_bwd */
+
+template <int KT> static size_t state_bwd_smem() {
+    typedef StateCfg<KT> C;
+    return carve16((size_t)C::STAGES * (3 * 64 * C::LDK + 2 * 64 * LD64 + 128) * 2) +
+           carve16((size_t)C::NW * C::KP * C::LDS * 2) + 2 * carve16((size_t)C::NW * 64 * C::LDS * 2) +
+           carve16(3 * C::NW * 4);
+}
+
+template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::NW * 32) k_state_bwd(Ctx c) {
+    typedef StateCfg<KT> C;
+    constexpr int NTW = C::NTW, NW = C::NW, KP = C::KP, LDK = C::LDK, WC = C::WC, LDS = C::LDS, NST = C::STAGES;
+    constexpr int STG = 3 * 64 * LDK + 2 * 64 * LD64 + 128; /* stage: Kn, Wu, Qn [64][LDK], P, dO [64][LD64], G [64] fp32 */
+    const int vb = blockIdx.x, h = blockIdx.y, doc = blockIdx.z;
+    const int K = c.K, V = c.V, Hv = c.Hv, nvb = c.nvb;
+    const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g4 = lane >> 2, t4 = lane & 3;
+    const int *dt = c.tab + 4 + 4 * c.ncmax + 2 * doc;
+    const int first = dt[0], cnt = dt[1];
+    const int colw = vb * 64 + w * WC;
+    const bool wok = colw < V;
+
+    Carve cv{GDN_SMEM()};
+    uint16_t *stg = cv.take<uint16_t>(NST * STG);
+    uint16_t *dHs = cv.take<uint16_t>(NW * KP * LDS) + w * KP * LDS; /* fp16 x 2^edH */
+    uint16_t *dUs = cv.take<uint16_t>(NW * 64 * LDS) + w * 64 * LDS; /* -Y, fp16 x 2^e (per warp) */
+    uint16_t *Zs = cv.take<uint16_t>(NW * 64 * LDS) + w * 64 * LDS;  /* gam o dO, fp16 x 2^e (per warp) */
+    float *redS = cv.take<float>(3 * NW), *redU = redS + 2 * NW;
+#define Kns(s) (stg + (s) * STG)
+#define Ws(s) (stg + (s) * STG + 64 * LDK)
+#define Qns(s) (stg + (s) * STG + 2 * 64 * LDK)
+#define Ps(s) (stg + (s) * STG + 3 * 64 * LDK)
+#define dOs(s) (stg + (s) * STG + 3 * 64 * LDK + 64 * LD64)
+#define Gts(s) reinterpret_cast<float *>(stg + (s) * STG + 3 * 64 * LDK + 2 * 64 * LD64)
+
+    auto load = [&](int s, int ci) {
+        const size_t chh = (size_t)ci * Hv + h;
+        const int k8 = KP / 8;
+        for (int i = tid; i < 64 * k8; i += 32 * NW) {
+            const int r = i / k8, c8 = i % k8;
+            const bool ok = c8 * 8 < K;
+            const size_t off = (chh * 64 + r) * K + c8 * 8;
+            cp_async16(Kns(s) + r * LDK + c8 * 8, ok ? c.Kn + off : c.Kn, ok);
+            cp_async16(Ws(s) + r * LDK + c8 * 8, ok ? c.Wu + off : c.Wu, ok);
+            cp_async16(Qns(s) + r * LDK + c8 * 8, ok ? c.Qn + off : c.Qn, ok);
+        }
+        for (int i = tid; i < 64 * 8; i += 32 * NW) {
+            const int r = i >> 3, c8 = i & 7, col = vb * 64 + c8 * 8;
+            const bool ok = col < V;
+            cp_async16(Ps(s) + r * LD64 + c8 * 8, c.P + (chh * 64 + r) * 64 + c8 * 8, true);
+            cp_async16(dOs(s) + r * LD64 + c8 * 8, ok ? c.dOh + (chh * 64 + r) * V + col : c.dOh, ok);
+        }
+        if (tid < 16) cp_async16(Gts(s) + 4 * tid, c.G + chh * 64 + 4 * tid, true);
+    };
+
+    float dH[KT][NTW][4];
+    float m = 0.f;
+#pragma unroll
+    for (int mt = 0; mt < KT; mt++)
+#pragma unroll
+        for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int d = 16 * mt + g4 + 8 * (e >> 1), col = colw + 8 * nt + 2 * t4 + (e & 1);
+                dH[mt][nt][e] =
+                    (c.ds_final && wok && d < K) ? c.ds_final[(((size_t)doc * Hv + h) * K + d) * V + col] : 0.f;
+                m = fmaxf(m, fabsf(dH[mt][nt][e]));
+            }
+    m = warp_max(m);
+    if (lane == 0) redS[NW + w] = m;
+
+    if (NST == 2 && cnt > 0) {
+        load(0, first + cnt - 1);
+        cp_async_commit();
+    }
+    for (int it = 0; it < cnt; it++) {
+        const int ci = first + cnt - 1 - it, s = NST == 2 ? (it & 1) : 0;
+        const size_t chh = (size_t)ci * Hv + h;
+        if (NST == 1) {
+            __syncthreads();
+            load(0, ci);
+            cp_async_commit();
+        }
+        cp_async_wait<0>();
+        __syncthreads();
+        if (NST == 2 && it + 1 < cnt) {
+            load(s ^ 1, ci - 1);
+            cp_async_commit();
+        }
+        /* dH (gradient of the state leaving this chunk) -> fp16 x 2^edH, global and smem */
+        m = 0.f;
+        for (int i = 0; i < NW; i++) m = fmaxf(m, redS[((it + 1) & 1) * NW + i]);
+        const int edH = scale_exp(m);
+        const float sdH = exp2i(edH);
+        if (tid == 0) c.edH[chh * nvb + vb] = edH;
+#pragma unroll
+        for (int mt = 0; mt < KT; mt++)
+#pragma unroll
+            for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++) {
+                    const int d = 16 * mt + g4 + 8 * hf, lc = 8 * nt + 2 * t4;
+                    const uint32_t p = pack_f16(dH[mt][nt][2 * hf] * sdH, dH[mt][nt][2 * hf + 1] * sdH);
+                    st32(dHs + d * LDS + lc, p);
+                    if (wok && d < K) st32(c.dH + (chh * K + d) * V + colw + lc, p);
+                }
+        __syncwarp();
+        /* Z = gam o dO (this warp's columns), fp16 with its own exponent */
+        const float *Gt = Gts(s);
+        const float glast = Gt[63], eg = __expf(glast);
+        const int edO = c.edO[chh * nvb + vb];
+        int eZ;
+        {
+            float mz = 0.f;
+            for (int i = lane; i < 64 * (WC / 2); i += 32) {
+                const int r = i / (WC / 2), cc = 2 * (i % (WC / 2));
+                const uint32_t x = ld32(dOs(s) + r * LD64 + w * WC + cc);
+                mz = fmaxf(mz, __expf(Gt[r]) * fmaxf(fabsf(h2f_lo(x)), fabsf(h2f_hi(x))));
+            }
+            eZ = scale_exp(warp_max(mz) * exp2i(-edO));
+            const float sz = exp2i(eZ - edO);
+            for (int i = lane; i < 64 * (WC / 2); i += 32) {
+                const int r = i / (WC / 2), cc = 2 * (i % (WC / 2));
+                const uint32_t x = ld32(dOs(s) + r * LD64 + w * WC + cc);
+                const float f = __expf(Gt[r]) * sz;
+                st32(Zs + r * LDS + cc, pack_f16(h2f_lo(x) * f, h2f_hi(x) * f));
+            }
+        }
+        __syncwarp();
+        /* dU_O = P^T dO,  dU_H = Kn dH;   dH = e^{G_63} dH + Qn^T Z (in units of 2^eZ) */
+        const float decay = eg * exp2i(eZ);
+#pragma unroll
+        for (int mt = 0; mt < KT; mt++)
+#pragma unroll
+            for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) dH[mt][nt][e] *= decay;
+        float dU1[4][NTW][4], dU2[4][NTW][4];
+#pragma unroll
+        for (int mt = 0; mt < 4; mt++)
+#pragma unroll
+            for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) dU1[mt][nt][e] = dU2[mt][nt][e] = 0.f;
+#pragma unroll
+        for (int kt = 0; kt < 4; kt++) {
+            uint32_t b[4];
+            ld_b_kn<NTW>(b, dOs(s), LD64, w * WC, 16 * kt, lane);
+#pragma unroll
+            for (int mt = 0; mt < 4; mt++) {
+                if (mt <= kt) { /* P^T is upper triangular */
+                    uint32_t a[4];
+                    ldsm4t(a, a_km(Ps(s), LD64, 16 * mt, 16 * kt, lane));
+#pragma unroll
+                    for (int nt = 0; nt < NTW; nt++) mma_f16(dU1[mt][nt], a, b[2 * nt], b[2 * nt + 1]);
+                }
+            }
+            ld_b_kn<NTW>(b, Zs, LDS, 0, 16 * kt, lane);
+#pragma unroll
+            for (int mt = 0; mt < KT; mt++) {
+                uint32_t a[4];
+                ldsm4t(a, a_km(Qns(s), LDK, 16 * mt, 16 * kt, lane));
+#pragma unroll
+                for (int nt = 0; nt < NTW; nt++) mma_f16(dH[mt][nt], a, b[2 * nt], b[2 * nt + 1]);
+            }
+        }
+#pragma unroll
+        for (int kt = 0; kt < KT; kt++) {
+            uint32_t b[4];
+            ld_b_kn<NTW>(b, dHs, LDS, 0, 16 * kt, lane);
+#pragma unroll
+            for (int mt = 0; mt < 4; mt++) {
+                uint32_t a[4];
+                ldsm4(a, a_mk(Kns(s), LDK, 16 * mt, 16 * kt, lane));
+#pragma unroll
+                for (int nt = 0; nt < NTW; nt++) mma_f16(dU2[mt][nt], a, b[2 * nt], b[2 * nt + 1]);
+            }
+        }
+        /* dU = dU_O + del o dU_H (kept for k_chunk_bwd);  Y = gam o dU_O + e^{G_63} dU_H */
+        const float idO = exp2i(-edO), idH = exp2i(-edH);
+        float mu = 0.f, my = 0.f;
+#pragma unroll
+        for (int mt = 0; mt < 4; mt++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int j = 16 * mt + g4 + 8 * hf;
+                const float gj = __expf(Gt[j]), dj = __expf(glast - Gt[j]);
+#pragma unroll
+                for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const float uo = dU1[mt][nt][2 * hf + e] * idO, uh = dU2[mt][nt][2 * hf + e] * idH;
+                        const float du = uo + dj * uh, y = gj * uo + eg * uh;
+                        dU1[mt][nt][2 * hf + e] = du;
+                        dU2[mt][nt][2 * hf + e] = y;
+                        mu = fmaxf(mu, fabsf(du));
+                        my = fmaxf(my, fabsf(y));
+                    }
+            }
+        mu = warp_max(mu);
+        if (lane == 0) redU[w] = mu;
+        const int ey = scale_exp(warp_max(my));
+        {
+            const float sy = exp2i(ey);
+#pragma unroll
+            for (int mt = 0; mt < 4; mt++)
+#pragma unroll
+                for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+                    for (int hf = 0; hf < 2; hf++) {
+                        const int j = 16 * mt + g4 + 8 * hf, lc = 8 * nt + 2 * t4;
+                        st32(dUs + j * LDS + lc,
+                             pack_f16(dU2[mt][nt][2 * hf] * sy, dU2[mt][nt][2 * hf + 1] * sy) ^ 0x80008000u);
+                    }
+        }
+        __syncwarp();
+        /* dH -= Wu^T Y, back to true units */
+        const float r1 = exp2i(ey - eZ), iY = exp2i(-ey);
+#pragma unroll
+        for (int mt = 0; mt < KT; mt++)
+#pragma unroll
+            for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) dH[mt][nt][e] *= r1;
+#pragma unroll
+        for (int kt = 0; kt < 4; kt++) {
+            uint32_t b[4];
+            ld_b_kn<NTW>(b, dUs, LDS, 0, 16 * kt, lane);
+#pragma unroll
+            for (int mt = 0; mt < KT; mt++) {
+                uint32_t a[4];
+                ldsm4t(a, a_km(Ws(s), LDK, 16 * mt, 16 * kt, lane));
+#pragma unroll
+                for (int nt = 0; nt < NTW; nt++) mma_f16(dH[mt][nt], a, b[2 * nt], b[2 * nt + 1]);
+            }
+        }
+        m = 0.f;
+#pragma unroll
+        for (int mt = 0; mt < KT; mt++)
+#pragma unroll
+            for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    dH[mt][nt][e] *= iY;
+                    m = fmaxf(m, fabsf(dH[mt][nt][e]));
+                }
+        m = warp_max(m);
+        if (lane == 0) redS[(it & 1) * NW + w] = m;
+        /* dU -> global (in the Uv buffer), fp16 x 2^edU with one exponent for the block */
+        __syncthreads();
+        m = 0.f;
+        for (int i = 0; i < NW; i++) m = fmaxf(m, redU[i]);
+        const int edU = scale_exp(m);
+        const float sdU = exp2i(edU);
+        if (tid == 0) c.eUv[chh * nvb + vb] = edU;
+        if (wok) {
+#pragma unroll
+            for (int mt = 0; mt < 4; mt++)
+#pragma unroll
+                for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+                    for (int hf = 0; hf < 2; hf++) {
+                        const int j = 16 * mt + g4 + 8 * hf, lc = 8 * nt + 2 * t4;
+                        st32(c.Uv + (chh * 64 + j) * V + colw + lc,
+                             pack_f16(dU1[mt][nt][2 * hf] * sdU, dU1[mt][nt][2 * hf + 1] * sdU));
+                    }
+        }
+    }
+    if (c.ds0 && wok) {
+#pragma unroll
+        for (int mt = 0; mt < KT; mt++)
+#pragma unroll
+            for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int d = 16 * mt + g4 + 8 * (e >> 1), col = colw + 8 * nt + 2 * t4 + (e & 1);
+                    if (d < K) c.ds0[(((size_t)doc * Hv + h) * K + d) * V + col] = dH[mt][nt][e];
+                }
+    }
+#undef Kns
+#undef Ws
+#undef Qns
+#undef Ps
+#undef dOs
+#undef Gts
+}
+
+/* ------------------------------------------------------------- k_chunk_bwd */
+
+/* KBT: 16-column tiles of the K block a block handles (K block = 16 KBT <= 128). */
+template <int KBT> struct ChunkBwdCfg {
+    static constexpr int KB = 16 * KBT, LDQ = KB + 8, NT = 2 * KBT;
+    static constexpr int STG = 4 * 64 * LD64 + 2 * KB * LD64; /* stage: dO, U, dU, v [64][LD64]; S0, dH rows [KB][LD64] */
+    static constexpr size_t POST = 2 * 64 * 64 * 4 + 2 * 64 * LD64 * 2 + 64 * (KB + 4) * 4;
+    static constexpr size_t STAGE_BYTES = 2 * STG * 2 > POST ? 2 * STG * 2 : POST;
+};
+
+template <int KBT> static size_t chunk_bwd_smem() {
+    typedef ChunkBwdCfg<KBT> C;
+    return carve16(64 * 4) * 10 + carve16(2 * 4 * 64 * 4) + carve16(16 * 4) + 2 * carve16((size_t)64 * C::LDQ * 2) +
+           carve16(64 * LD64 * 2) + carve16(C::STAGE_BYTES);
+}
+
+template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(Ctx c) {
+    typedef ChunkBwdCfg<KBT> C;
+    constexpr int KB = C::KB, LDQ = C::LDQ, NT = C::NT, STG = C::STG;
+    const int ci = blockIdx.x, h = blockIdx.y, kb = blockIdx.z;
+    if (ci >= c.tab[0]) return;
+    const Chunk ch = chunk_at(c, ci);
+    const int K = c.K, V = c.V, Hv = c.Hv, Hk = c.Hk, hk = h / (Hv / Hk), kc0 = kb * KB, nvb = c.nvb;
+    const int kcols = imin(KB, K - kc0);
+    const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g4 = lane >> 2, t4 = lane & 3;
+    const int role = w >> 2, wr = w & 3; /* role 0: warps 0-3, role 1: warps 4-7; rows 16 wr.. */
+    const size_t chh = (size_t)ci * Hv + h;
+    const bool fused = c.nkb == 1 && Hv == Hk;
+
+    Carve cv{GDN_SMEM()};
+    float *Gs = cv.take<float>(64), *Bs = cv.take<float>(64), *gam = cv.take<float>(64), *del = cv.take<float>(64);
+    float *rq = cv.take<float>(64), *rk = cv.take<float>(64);
+    float *rowA = cv.take<float>(64), *rowB = cv.take<float>(64), *dBr = cv.take<float>(64), *k1r = cv.take<float>(64);
+    float *colA = cv.take<float>(8 * 64), *colB = colA + 4 * 64; /* [wr][j], already negated */
+    float *red = cv.take<float>(16);                             /* [0..7] <dH,S0> per warp, [8..15] max per warp */
+    uint16_t *Qs = cv.take<uint16_t>(64 * LDQ), *Ks = cv.take<uint16_t>(64 * LDQ); /* Qn, Kn (this K block), fp16 */
+    uint16_t *Ts = cv.take<uint16_t>(64 * LD64);                                  /* T, fp16 */
+    unsigned char *stage_base = cv.p;
+    uint16_t *stg = cv.take<uint16_t>(2 * STG);
+#define dOs(s) (stg + (s) * STG)
+#define Us(s) (stg + (s) * STG + 64 * LD64)
+#define dUs(s) (stg + (s) * STG + 2 * 64 * LD64)
+#define Vs(s) (stg + (s) * STG + 3 * 64 * LD64)
+#define Hs(s) (stg + (s) * STG + 4 * 64 * LD64)
+#define dHs(s) (stg + (s) * STG + 4 * 64 * LD64 + KB * LD64)
+    /* after the V loop the stages hold: */
+    Carve cp{stage_base};
+    float *Pf = cp.take<float>(64 * 64), *Zf = cp.take<float>(64 * 64); /* dPg and Z, fp32 */
+    uint16_t *Ph = cp.take<uint16_t>(64 * LD64), *Zh = cp.take<uint16_t>(64 * LD64); /* the same, fp16 x 2^e */
+    float *Xch = cp.take<float>(64 * (KB + 4));
+
+    auto load_slice = [&](int s, int vs) {
+        for (int i = tid; i < 64 * 8; i += 256) {
+            const int r = i >> 3, c8 = i & 7, col = vs * 64 + c8 * 8;
+            const bool okc = col < V, ok = okc && r < ch.len;
+            const size_t wsr = (chh * 64 + r) * V + col;
+            cp_async16(dOs(s) + r * LD64 + c8 * 8, okc ? c.dOh + wsr : c.dOh, okc);
+            cp_async16(Us(s) + r * LD64 + c8 * 8, okc ? c.U + wsr : c.U, okc);
+            cp_async16(dUs(s) + r * LD64 + c8 * 8, okc ? c.Uv + wsr : c.Uv, okc);
+            cp_async16(Vs(s) + r * LD64 + c8 * 8, ok ? c.v + ((size_t)(ch.t0 + r) * Hv + h) * V + col : c.v, ok);
+        }
+        for (int i = tid; i < KB * 8; i += 256) {
+            const int r = i >> 3, c8 = i & 7, col = vs * 64 + c8 * 8;
+            const bool ok = col < V && r < kcols;
+            const size_t off = (chh * K + kc0 + r) * V + col;
+            cp_async16(Hs(s) + r * LD64 + c8 * 8, ok ? c.H + off : c.H, ok);
+            cp_async16(dHs(s) + r * LD64 + c8 * 8, ok ? c.dH + off : c.dH, ok);
+        }
+    };
+
+    /* ---- 1. row norms, gates, T, this block's q and k columns ---- */
+    for (int r = w * 8; r < w * 8 + 8; r++) {
+        float sq = 0.f, sk = 0.f;
+        if (r < ch.len) {
+            const size_t off = ((size_t)(ch.t0 + r) * Hk + hk) * K;
+            for (int d = lane; d < K; d += 32) {
+                const float x = bf2f(c.q[off + d]), y = bf2f(c.k[off + d]);
+                sq += x * x;
+                sk += y * y;
+            }
+        }
+        sq = warp_sum(sq);
+        sk = warp_sum(sk);
+        if (lane == 0) {
+            rq[r] = r < ch.len ? rsqrtf(sq + 1e-6f) : 0.f;
+            rk[r] = r < ch.len ? rsqrtf(sk + 1e-6f) : 0.f;
+        }
+    }
+    if (tid < 64) {
+        const float gi = c.G[chh * 64 + tid], gl = c.G[chh * 64 + 63];
+        Gs[tid] = gi;
+        Bs[tid] = tid < ch.len ? c.beta[(size_t)(ch.t0 + tid) * Hv + h] : 0.f;
+        gam[tid] = __expf(gi);
+        del[tid] = __expf(gl - gi);
+    }
+    for (int i = tid; i < 64 * 8; i += 256) {
+        const int r = i >> 3, c8 = i & 7;
+        cp_async16(Ts + r * LD64 + c8 * 8, c.Tm + (chh * 64 + r) * 64 + c8 * 8, true);
+    }
+    for (int i = tid; i < 64 * (KB / 8); i += 256) {
+        const int r = i / (KB / 8), c8 = i % (KB / 8);
+        const bool ok = r < ch.len && kc0 + c8 * 8 < K;
+        const size_t off = ((size_t)(ch.t0 + r) * Hk + hk) * K + kc0 + c8 * 8;
+        cp_async16(Qs + r * LDQ + c8 * 8, ok ? c.q + off : c.q, ok);
+        cp_async16(Ks + r * LDQ + c8 * 8, ok ? c.k + off : c.k, ok);
+    }
+    cp_async_commit();
+    load_slice(0, 0);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
+    for (int i = tid; i < 64 * KB; i += 256) {
+        const int r = i / KB, d = i % KB;
+        Qs[r * LDQ + d] = to_f16(bf2f(Qs[r * LDQ + d]) * rq[r] * c.scale);
+        Ks[r * LDQ + d] = to_f16(bf2f(Ks[r * LDQ + d]) * rk[r]);
+    }
+
+    /* ---- 2. over 64-column slices of V ----
+     * role 0: dP = dO U^T, Mq = dO S0^T, M1 = U dH^T       (units 2^u, one per product)
+     * role 1: dR = T^T dU (-> dv, v.dR), dA+ = dR U^T, M2 = dR S0^T  (dR scaled per row: units per row) */
+    float accA[8][4];  /* role 0: dP;  role 1: dR U^T */
+    float accB[NT][4]; /* role 0: Mq;  role 1: M2 */
+    float accC[NT][4]; /* role 0: M1 */
+#pragma unroll
+    for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) accA[n][e] = 0.f;
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) accB[n][e] = accC[n][e] = 0.f;
+    int uA[2] = {0, 0}, uB[2] = {0, 0}, uC = 0; /* current units (exponents) of accA, accB (per row), accC */
+    float vdr[2] = {0.f, 0.f}, hds = 0.f;
+
+    for (int vs = 0; vs < nvb; vs++) {
+        const int s = vs & 1;
+        cp_async_wait<0>();
+        __syncthreads(); /* slice vs is in; every warp is done with slice vs - 1 */
+        if (vs + 1 < nvb) {
+            load_slice(s ^ 1, vs + 1);
+            cp_async_commit();
+        }
+        const size_t ei = chh * nvb + vs;
+        const int eO = c.edO[ei], eU = c.eU[ei], edU = c.eUv[ei], eH = c.eH[ei], edH = c.edH[ei];
+        if (role == 0) {
+            /* bring the accumulators to this slice's units */
+            const float rA = exp2i(eO + eU - uA[0]), rB = exp2i(eO + eH - uB[0]), rC = exp2i(eU + edH - uC);
+            uA[0] = eO + eU;
+            uB[0] = eO + eH;
+            uC = eU + edH;
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) accA[n][e] *= rA;
+#pragma unroll
+            for (int n = 0; n < NT; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    accB[n][e] *= rB;
+                    accC[n][e] *= rC;
+                }
+#pragma unroll
+            for (int kt = 0; kt < 4; kt++) {
+                uint32_t ao[4], au[4];
+                ldsm4(ao, a_mk(dOs(s), LD64, 16 * wr, 16 * kt, lane));
+                ldsm4(au, a_mk(Us(s), LD64, 16 * wr, 16 * kt, lane));
+#pragma unroll
+                for (int np = 0; np < 4; np++) {
+                    if (np <= wr) {
+                        uint32_t b[4];
+                        ldsm4(b, b_nk(Us(s), LD64, 16 * np, 16 * kt, lane));
+                        mma_f16(accA[2 * np], ao, b[0], b[1]);
+                        mma_f16(accA[2 * np + 1], ao, b[2], b[3]);
+                    }
+                }
+#pragma unroll
+                for (int np = 0; np < KBT; np++) {
+                    uint32_t b[4];
+                    ldsm4(b, b_nk(Hs(s), LD64, 16 * np, 16 * kt, lane));
+                    mma_f16(accB[2 * np], ao, b[0], b[1]);
+                    mma_f16(accB[2 * np + 1], ao, b[2], b[3]);
+                    ldsm4(b, b_nk(dHs(s), LD64, 16 * np, 16 * kt, lane));
+                    mma_f16(accC[2 * np], au, b[0], b[1]);
+                    mma_f16(accC[2 * np + 1], au, b[2], b[3]);
+                }
+            }
+        } else {
+            float R[8][4];
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) R[n][e] = 0.f;
+#pragma unroll
+            for (int kt = 0; kt < 4; kt++) {
+                if (kt >= wr) { /* T^T is upper triangular */
+                    uint32_t a[4];
+                    ldsm4t(a, a_km(Ts, LD64, 16 * wr, 16 * kt, lane));
+#pragma unroll
+                    for (int np = 0; np < 4; np++) {
+                        uint32_t b[4];
+                        ldsm4t(b, b_kn(dUs(s), LD64, 16 * np, 16 * kt, lane));
+                        mma_f16(R[2 * np], a, b[0], b[1]);
+                        mma_f16(R[2 * np + 1], a, b[2], b[3]);
+                    }
+                }
+            }
+            const float idU = exp2i(-edU);
+            float mr[2] = {0.f, 0.f};
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++) {
+                    const int j = 16 * wr + g4 + 8 * hf, lc = 8 * n + 2 * t4, col = vs * 64 + lc;
+                    const float r0 = R[n][2 * hf] * idU, r1 = R[n][2 * hf + 1] * idU;
+                    R[n][2 * hf] = r0;
+                    R[n][2 * hf + 1] = r1;
+                    mr[hf] = fmaxf(mr[hf], fmaxf(fabsf(r0), fabsf(r1)));
+                    const uint32_t vv = ld32(Vs(s) + j * LD64 + lc);
+                    vdr[hf] += r0 * bf2f_lo(vv) + r1 * bf2f_hi(vv);
+                    if (kb == 0 && j < ch.len && col < V)
+                        st32(c.dv + ((size_t)(ch.t0 + j) * Hv + h) * V + col, pack_bf16(Bs[j] * r0, Bs[j] * r1));
+                }
+            /* per-row exponents for dR; accumulators to this slice's units */
+            int er[2];
+            float sr[2];
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                er[hf] = scale_exp(quad_max(mr[hf]));
+                sr[hf] = exp2i(er[hf]);
+                const float rA = exp2i(er[hf] + eU - uA[hf]), rB = exp2i(er[hf] + eH - uB[hf]);
+                uA[hf] = er[hf] + eU;
+                uB[hf] = er[hf] + eH;
+#pragma unroll
+                for (int n = 0; n < 8; n++) {
+                    accA[n][2 * hf] *= rA;
+                    accA[n][2 * hf + 1] *= rA;
+                }
+#pragma unroll
+                for (int n = 0; n < NT; n++) {
+                    accB[n][2 * hf] *= rB;
+                    accB[n][2 * hf + 1] *= rB;
+                }
+            }
+#pragma unroll
+            for (int kt = 0; kt < 4; kt++) {
+                uint32_t ar[4];
+                acc_to_a_f16(ar, R[2 * kt], R[2 * kt + 1], sr[0], sr[1]);
+#pragma unroll
+                for (int np = 0; np < 4; np++) {
+                    if (np <= wr) {
+                        uint32_t b[4];
+                        ldsm4(b, b_nk(Us(s), LD64, 16 * np, 16 * kt, lane));
+                        mma_f16(accA[2 * np], ar, b[0], b[1]);
+                        mma_f16(accA[2 * np + 1], ar, b[2], b[3]);
+                    }
+                }
+#pragma unroll
+                for (int np = 0; np < KBT; np++) {
+                    uint32_t b[4];
+                    ldsm4(b, b_nk(Hs(s), LD64, 16 * np, 16 * kt, lane));
+                    mma_f16(accB[2 * np], ar, b[0], b[1]);
+                    mma_f16(accB[2 * np + 1], ar, b[2], b[3]);
+                }
+            }
+        }
+        /* <dH, S0> over this block's rows */
+        float hp = 0.f;
+        for (int i = tid; i < KB * 32; i += 256) {
+            const int r = i >> 5, lc = 2 * (i & 31);
+            const uint32_t a = ld32(Hs(s) + r * LD64 + lc), b = ld32(dHs(s) + r * LD64 + lc);
+            hp += h2f_lo(a) * h2f_lo(b) + h2f_hi(a) * h2f_hi(b);
+        }
+        hds += hp * exp2i(-eH - edH);
+    }
+    __syncthreads(); /* the stages become Pf, Zf, Ph, Zh, Xch */
+
+    /* ---- 3. combine (true units from here on) ---- */
+    hds = warp_sum(hds);
+    if (lane == 0) red[w] = hds;
+    if (role == 0) {
+        const float iA = exp2i(-uA[0]), iB = exp2i(-uB[0]), iC = exp2i(-uC);
+        /* dP: mask; D = dP o P (kb 0 only: P is the full product) -> row and column sums; dPg = dP o Gam */
+        const uint16_t *Pg = c.P + chh * 64 * 64;
+        float rowD[2] = {0.f, 0.f}, mx = 0.f;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            float colD[2] = {0.f, 0.f};
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int i = 16 * wr + g4 + 8 * hf, j = 8 * n + 2 * t4;
+                const uint32_t pp = ld32(Pg + i * 64 + j);
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int jj = j + e;
+                    const float dp = accA[n][2 * hf + e] * iA;
+                    float dpg = 0.f;
+                    if (jj <= i) {
+                        const float D = dp * (e ? h2f_hi(pp) : h2f_lo(pp));
+                        rowD[hf] += D;
+                        colD[e] += D;
+                        dpg = dp * __expf(Gs[i] - Gs[jj]);
+                    }
+                    Pf[i * 64 + jj] = dpg;
+                    mx = fmaxf(mx, fabsf(dpg));
+                }
+            }
+            if (n <= 2 * wr + 1) {
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const float cs = col_sum(colD[e]);
+                    if (g4 == 0) colA[wr * 64 + 8 * n + 2 * t4 + e] = kb == 0 ? -cs : 0.f;
+                }
+            } else if (g4 == 0) {
+                colA[wr * 64 + 8 * n + 2 * t4] = 0.f;
+                colA[wr * 64 + 8 * n + 2 * t4 + 1] = 0.f;
+            }
+        }
+        mx = warp_max(mx);
+        if (lane == 0) red[8 + w] = mx;
+        /* O term gam_i qn_i . Mq_i and the Kd term del_i kn_i . M1_i */
+        float oq[2] = {0.f, 0.f}, s1[2] = {0.f, 0.f};
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int i = 16 * wr + g4 + 8 * hf, d = 8 * n + 2 * t4;
+                accB[n][2 * hf] *= iB;
+                accB[n][2 * hf + 1] *= iB;
+                accC[n][2 * hf] *= iC;
+                accC[n][2 * hf + 1] *= iC;
+                const uint32_t qq = ld32(Qs + i * LDQ + d), kk = ld32(Ks + i * LDQ + d);
+                oq[hf] += accB[n][2 * hf] * h2f_lo(qq) + accB[n][2 * hf + 1] * h2f_hi(qq);
+                s1[hf] += accC[n][2 * hf] * h2f_lo(kk) + accC[n][2 * hf + 1] * h2f_hi(kk);
+            }
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            const int i = 16 * wr + g4 + 8 * hf;
+            const float rd = quad_sum(rowD[hf]), o = quad_sum(oq[hf]), k1 = quad_sum(s1[hf]) * del[i];
+            if (t4 == 0) {
+                rowA[i] = (kb == 0 ? rd : 0.f) + gam[i] * o - k1;
+                k1r[i] = k1;
+            }
+        }
+        /* accB <- gam o Mq (dqn so far), accC <- del o M1 (dkn so far) */
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int i = 16 * wr + g4 + 8 * (e >> 1);
+                accB[n][e] *= gam[i];
+                accC[n][e] *= del[i];
+            }
+    } else {
+        const float iA0 = exp2i(-uA[0]), iA1 = exp2i(-uA[1]), iB0 = exp2i(-uB[0]), iB1 = exp2i(-uB[1]);
+        /* KK (this K block); F = dA o Gam o KK, E = beta_i F, Z = beta_i dA o Gam, dA = -(dR U^T) */
+        float kk[8][4];
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) kk[n][e] = 0.f;
+#pragma unroll
+        for (int kt = 0; kt < KBT; kt++) {
+            uint32_t a[4];
+            ldsm4(a, a_mk(Ks, LDQ, 16 * wr, 16 * kt, lane));
+#pragma unroll
+            for (int np = 0; np < 4; np++) {
+                if (np <= wr) {
+                    uint32_t b[4];
+                    ldsm4(b, b_nk(Ks, LDQ, 16 * np, 16 * kt, lane));
+                    mma_f16(kk[2 * np], a, b[0], b[1]);
+                    mma_f16(kk[2 * np + 1], a, b[2], b[3]);
+                }
+            }
+        }
+        float rowF[2] = {0.f, 0.f}, mx = 0.f;
+#pragma unroll
+        for (int n = 0; n < 8; n++) {
+            float colE[2] = {0.f, 0.f};
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int i = 16 * wr + g4 + 8 * hf;
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int jj = 8 * n + 2 * t4 + e;
+                    float z = 0.f;
+                    if (jj < i) {
+                        const float da = -accA[n][2 * hf + e] * (hf ? iA1 : iA0), gm = __expf(Gs[i] - Gs[jj]);
+                        const float F = da * gm * kk[n][2 * hf + e];
+                        rowF[hf] += F;
+                        colE[e] += Bs[i] * F;
+                        z = Bs[i] * da * gm;
+                    }
+                    Zf[i * 64 + jj] = z;
+                    mx = fmaxf(mx, fabsf(z));
+                }
+            }
+            if (n <= 2 * wr + 1) {
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const float cs = col_sum(colE[e]);
+                    if (g4 == 0) colB[wr * 64 + 8 * n + 2 * t4 + e] = -cs;
+                }
+            } else if (g4 == 0) {
+                colB[wr * 64 + 8 * n + 2 * t4] = 0.f;
+                colB[wr * 64 + 8 * n + 2 * t4 + 1] = 0.f;
+            }
+        }
+        mx = warp_max(mx);
+        if (lane == 0) red[8 + w] = mx;
+        /* M2 term: gam_i kn_i . M2_i */
+        float s2[2] = {0.f, 0.f};
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int i = 16 * wr + g4 + 8 * hf, d = 8 * n + 2 * t4;
+                accB[n][2 * hf] *= hf ? iB1 : iB0;
+                accB[n][2 * hf + 1] *= hf ? iB1 : iB0;
+                const uint32_t kq = ld32(Ks + i * LDQ + d);
+                s2[hf] += accB[n][2 * hf] * h2f_lo(kq) + accB[n][2 * hf + 1] * h2f_hi(kq);
+            }
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++) {
+            const int i = 16 * wr + g4 + 8 * hf;
+            const float rf = quad_sum(rowF[hf]), k2 = quad_sum(s2[hf]) * gam[i], vd = quad_sum(vdr[hf]);
+            if (t4 == 0) {
+                dBr[i] = rf - k2 + (kb == 0 ? vd : 0.f);
+                rowB[i] = Bs[i] * (rf - k2);
+            }
+        }
+        /* accB <- -beta gam o M2 (dkn so far) */
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int i = 16 * wr + g4 + 8 * (e >> 1);
+                accB[n][e] *= -Bs[i] * gam[i];
+            }
+    }
+    __syncthreads();
+    /* dPg and Z to fp16 with one exponent each */
+    const int eP = scale_exp(fmaxf(fmaxf(red[8], red[9]), fmaxf(red[10], red[11])));
+    const int eZ = scale_exp(fmaxf(fmaxf(red[12], red[13]), fmaxf(red[14], red[15])));
+    {
+        const float sP = exp2i(eP), sZ = exp2i(eZ);
+        for (int i = tid; i < 64 * 32; i += 256) {
+            const int r = i >> 5, j = 2 * (i & 31);
+            st32(Ph + r * LD64 + j, pack_f16(Pf[r * 64 + j] * sP, Pf[r * 64 + j + 1] * sP));
+            st32(Zh + r * LD64 + j, pack_f16(Zf[r * 64 + j] * sZ, Zf[r * 64 + j + 1] * sZ));
+        }
+    }
+    __syncthreads();
+    if (role == 0) {
+        /* dqn += dPg Kn (contraction over j <= i) */
+        const float sP = exp2i(eP), iP = exp2i(-eP), rPZ = exp2i(eZ - eP), iZ = exp2i(-eZ);
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                accB[n][e] *= sP;
+                accC[n][e] *= sP;
+            }
+#pragma unroll
+        for (int ks = 0; ks < 4; ks++) {
+            if (ks <= wr) {
+                uint32_t a[4];
+                ldsm4(a, a_mk(Ph, LD64, 16 * wr, 16 * ks, lane));
+#pragma unroll
+                for (int np = 0; np < KBT; np++) {
+                    uint32_t b[4];
+                    ldsm4t(b, b_kn(Ks, LDQ, 16 * np, 16 * ks, lane));
+                    mma_f16(accB[2 * np], a, b[0], b[1]);
+                    mma_f16(accB[2 * np + 1], a, b[2], b[3]);
+                }
+            }
+        }
+        /* dkn += dPg^T Qn + Z^T Kn (contraction over i >= j) */
+#pragma unroll
+        for (int ks = 0; ks < 4; ks++) {
+            if (ks >= wr) {
+                uint32_t a[4];
+                ldsm4t(a, a_km(Ph, LD64, 16 * wr, 16 * ks, lane));
+#pragma unroll
+                for (int np = 0; np < KBT; np++) {
+                    uint32_t b[4];
+                    ldsm4t(b, b_kn(Qs, LDQ, 16 * np, 16 * ks, lane));
+                    mma_f16(accC[2 * np], a, b[0], b[1]);
+                    mma_f16(accC[2 * np + 1], a, b[2], b[3]);
+                }
+            }
+        }
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                accB[n][e] *= iP;
+                accC[n][e] *= rPZ;
+            }
+#pragma unroll
+        for (int ks = 0; ks < 4; ks++) {
+            if (ks >= wr) {
+                uint32_t a[4];
+                ldsm4t(a, a_km(Zh, LD64, 16 * wr, 16 * ks, lane));
+#pragma unroll
+                for (int np = 0; np < KBT; np++) {
+                    uint32_t b[4];
+                    ldsm4t(b, b_kn(Ks, LDQ, 16 * np, 16 * ks, lane));
+                    mma_f16(accC[2 * np], a, b[0], b[1]);
+                    mma_f16(accC[2 * np + 1], a, b[2], b[3]);
+                }
+            }
+        }
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                float *x = Xch + (16 * wr + g4 + 8 * hf) * (KB + 4) + 8 * n + 2 * t4;
+                x[0] = accC[n][2 * hf] * iZ;
+                x[1] = accC[n][2 * hf + 1] * iZ;
+            }
+    } else {
+        /* dkn += Z Kn (contraction over j < i) */
+        const float sZ = exp2i(eZ), iZ = exp2i(-eZ);
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) accB[n][e] *= sZ;
+#pragma unroll
+        for (int ks = 0; ks < 4; ks++) {
+            if (ks <= wr) {
+                uint32_t a[4];
+                ldsm4(a, a_mk(Zh, LD64, 16 * wr, 16 * ks, lane));
+#pragma unroll
+                for (int np = 0; np < KBT; np++) {
+                    uint32_t b[4];
+                    ldsm4t(b, b_kn(Ks, LDQ, 16 * np, 16 * ks, lane));
+                    mma_f16(accB[2 * np], a, b[0], b[1]);
+                    mma_f16(accB[2 * np + 1], a, b[2], b[3]);
+                }
+            }
+        }
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) accB[n][e] *= iZ;
+    }
+    __syncthreads();
+    if (role == 1) {
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const float *x = Xch + (16 * wr + g4 + 8 * hf) * (KB + 4) + 8 * n + 2 * t4;
+                accB[n][2 * hf] += x[0];
+                accB[n][2 * hf + 1] += x[1];
+            }
+    }
+    /* dG (fixed summation order), dg = reverse cumsum, dbeta: warp 0 */
+    if (w == 0) {
+        float hs = 0.f;
+        for (int i = 0; i < 8; i++) hs += red[i];
+        const float k1sum = warp_sum(k1r[2 * lane] + k1r[2 * lane + 1]);
+        float dGv[2];
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int i = 2 * lane + e;
+            float x = rowA[i] + rowB[i];
+            for (int q = 0; q < 4; q++) x += colA[q * 64 + i];
+            for (int q = 0; q < 4; q++) x += colB[q * 64 + i];
+            if (i == 63) x += k1sum + __expf(Gs[63]) * hs;
+            dGv[e] = x;
+        }
+        float sfx = dGv[0] + dGv[1];
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+            const float t = __shfl_down_sync(0xffffffffu, sfx, o);
+            if (lane + o < 32) sfx += t;
+        }
+        const float dg2[2] = {sfx, sfx - dGv[0]};
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int mrow = 2 * lane + e;
+            if (mrow < ch.len) {
+                const size_t o = (size_t)(ch.t0 + mrow) * Hv + h;
+                if (c.nkb == 1) {
+                    c.dg[o] = dg2[e];
+                    c.dbeta[o] = dBr[mrow];
+                } else {
+                    atomicAdd(&c.dg[o], dg2[e]);
+                    atomicAdd(&c.dbeta[o], dBr[mrow]);
+                }
+            }
+        }
+    }
+    /* dqn (role 0, accB) and dkn (role 1, accB) */
+    {
+        const uint16_t *x = role == 0 ? c.q : c.k;
+        const float *rr = role == 0 ? rq : rk;
+        const float sc = role == 0 ? c.scale : 1.f;
+        if (fused) {
+            /* l2norm backward: dx = r (e - y (y . e)), y = x r, e = scale * dxn */
+            uint16_t *dst = role == 0 ? c.dq : c.dk;
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int i = 16 * wr + g4 + 8 * hf;
+                const bool ok = i < ch.len;
+                const size_t rowoff = ((size_t)(ch.t0 + (ok ? i : 0)) * Hk + hk) * K;
+                float y[NT][2], dot = 0.f;
+#pragma unroll
+                for (int n = 0; n < NT; n++) {
+                    const int d = 8 * n + 2 * t4;
+                    const uint32_t xx = ok && d < K ? ld32(x + rowoff + d) : 0u;
+                    y[n][0] = bf2f_lo(xx) * rr[i];
+                    y[n][1] = bf2f_hi(xx) * rr[i];
+                    dot += y[n][0] * accB[n][2 * hf] * sc + y[n][1] * accB[n][2 * hf + 1] * sc;
+                }
+                dot = quad_sum(dot);
+#pragma unroll
+                for (int n = 0; n < NT; n++) {
+                    const int d = 8 * n + 2 * t4;
+                    if (ok && d < K)
+                        st32(dst + rowoff + d, pack_bf16(rr[i] * (sc * accB[n][2 * hf] - y[n][0] * dot),
+                                                         rr[i] * (sc * accB[n][2 * hf + 1] - y[n][1] * dot)));
+                }
+            }
+        } else {
+            float *dst = role == 0 ? c.dqs : c.dks;
+#pragma unroll
+            for (int n = 0; n < NT; n++)
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++) {
+                    const int i = 16 * wr + g4 + 8 * hf, d = 8 * n + 2 * t4;
+                    if (i < ch.len && d < kcols) {
+                        float *p = dst + ((size_t)(ch.t0 + i) * Hv + h) * K + kc0 + d;
+                        p[0] = accB[n][2 * hf];
+                        p[1] = accB[n][2 * hf + 1];
+                    }
+                }
+        }
+    }
+#undef dOs
+#undef Us
+#undef dUs
+#undef Vs
+#undef Hs
+#undef dHs
+}
+
+/* One warp per (token, key head): sum the value heads of the group, then the
+ * l2norm backward dx = r (e - y (y . e)), y = x r, e = scale * dxn. */
+static __global__ void __launch_bounds__(256) k_qk_finish(Ctx c) {
+    const int warp = (blockIdx.x * blockDim.x + threadIdx.x) >> 5, lane = threadIdx.x & 31;
+    if (warp >= c.T * c.Hk) return;
+    const int t = warp / c.Hk, hk = warp % c.Hk, K = c.K, grp = c.Hv / c.Hk;
+    const size_t off = (size_t)warp * K;
+    for (int which = 0; which < 2; which++) {
+        const uint16_t *x = which ? c.k : c.q;
+        const float *src = which ? c.dks : c.dqs;
+        uint16_t *dst = which ? c.dk : c.dq;
+        const float sc = which ? 1.f : c.scale;
+        float ss = 0.f;
+        for (int d = lane; d < K; d += 32) {
+            const float v = bf2f(x[off + d]);
+            ss += v * v;
+        }
+        const float r = rsqrtf(warp_sum(ss) + 1e-6f);
+        float dot = 0.f;
+        for (int d = lane; d < K; d += 32) {
+            float e = 0.f;
+            for (int j = 0; j < grp; j++) e += src[((size_t)t * c.Hv + hk * grp + j) * K + d];
+            dot += bf2f(x[off + d]) * r * e * sc;
+        }
+        dot = warp_sum(dot);
+        for (int d = lane; d < K; d += 32) {
+            float e = 0.f;
+            for (int j = 0; j < grp; j++) e += src[((size_t)t * c.Hv + hk * grp + j) * K + d];
+            const float y = bf2f(x[off + d]) * r;
+            dst[off + d] = to_bf16(r * (sc * e - y * dot));
+        }
+    }
+}
+
+/* ---------------------------------------------------------------- profiling */
+
+/* When on, an event is recorded after every kernel; gdn_profile_report sums
+ * the time between consecutive events per kernel name. */
+enum { PROF_MAX = 512 };
+static struct {
+    int on, n;
+    cudaEvent_t ev[PROF_MAX];
+    const char *name[PROF_MAX]; /* name[i]: the kernel that ended at ev[i]; NULL: a start mark */
+    int created;
+    struct {
+        const char *name;
+        double ms;
+        int calls;
+    } tot[32];
+    int ntot;
+} prof;
+
+static void prof_mark(const char *name, cudaStream_t st) {
+    if (!prof.on || prof.n >= PROF_MAX) return;
+    if (prof.n >= prof.created) {
+        if (cudaEventCreate(&prof.ev[prof.n]) != cudaSuccess) return;
+        prof.created = prof.n + 1;
+    }
+    prof.name[prof.n] = name;
+    if (cudaEventRecord(prof.ev[prof.n], st) == cudaSuccess) prof.n++;
+}
+
+static void prof_collect(void) {
+    if (prof.n == 0) return;
+    cudaEventSynchronize(prof.ev[prof.n - 1]);
+    for (int i = 1; i < prof.n; i++) {
+        if (!prof.name[i]) continue;
+        float ms = 0.f;
+        if (cudaEventElapsedTime(&ms, prof.ev[i - 1], prof.ev[i]) != cudaSuccess) continue;
+        int t = 0;
+        while (t < prof.ntot && strcmp(prof.tot[t].name, prof.name[i])) t++;
+        if (t == prof.ntot) {
+            if (prof.ntot == 32) continue;
+            prof.tot[prof.ntot].name = prof.name[i];
+            prof.tot[prof.ntot].ms = 0;
+            prof.tot[prof.ntot].calls = 0;
+            prof.ntot++;
+        }
+        prof.tot[t].ms += ms;
+        prof.tot[t].calls++;
+    }
+    prof.n = 0;
+}
+
+extern "C" int gdn_profile_enable(int on) {
+    prof_collect();
+    prof.on = on != 0;
+    prof.ntot = 0;
+    return 0;
+}
+
+extern "C" int gdn_profile_report(char *buf, size_t n) {
+    prof_collect();
+    size_t o = 0;
+    double total = 0;
+    for (int t = 0; t < prof.ntot; t++) total += prof.tot[t].ms;
+    o += snprintf(buf + o, o < n ? n - o : 0, "%-14s %6s %10s %10s %6s\n", "kernel", "calls", "total ms", "ms/call", "share");
+    for (int t = 0; t < prof.ntot && o < n; t++)
+        o += snprintf(buf + o, o < n ? n - o : 0, "%-14s %6d %10.3f %10.4f %5.1f%%\n", prof.tot[t].name,
+                      prof.tot[t].calls, prof.tot[t].ms, prof.tot[t].ms / prof.tot[t].calls,
+                      total > 0 ? 100.0 * prof.tot[t].ms / total : 0.0);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- launchers */
+
+struct Layout {
+    size_t tab, G, Wu, Kn, Qn, P, Tm, Uv, H, dH, U, dOh, eUv, eH, eU, edH, edO, dqs, dks, total;
+    int ncmax;
+};
+
+static size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
+
+static Layout layout_for(int T, int ndocs, int Hk, int Hv, int K, int V) {
+    Layout L;
+    const size_t nc = (size_t)T / BT + ndocs + 1, ch = nc * Hv, nvb = (V + 63) / 64;
+    size_t o = 0;
+    auto put = [&](size_t bytes) {
+        const size_t r = o;
+        o += align256(bytes);
+        return r;
+    };
+    L.ncmax = (int)nc;
+    L.tab = put(4 * (4 + 4 * nc + 2 * (size_t)ndocs));
+    L.G = put(ch * 64 * 4);
+    L.Wu = put(ch * 64 * K * 2);
+    L.Kn = put(ch * 64 * K * 2);
+    L.Qn = put(ch * 64 * K * 2);
+    L.P = put(ch * 64 * 64 * 2);
+    L.Tm = put(ch * 64 * 64 * 2);
+    L.Uv = put(ch * 64 * V * 2);
+    L.H = put(ch * (size_t)K * V * 2);
+    L.dH = put(ch * (size_t)K * V * 2);
+    L.U = put(ch * 64 * V * 2);
+    L.dOh = put(ch * 64 * V * 2);
+    L.eUv = put(ch * nvb * 4);
+    L.eH = put(ch * nvb * 4);
+    L.eU = put(ch * nvb * 4);
+    L.edH = put(ch * nvb * 4);
+    L.edO = put(ch * nvb * 4);
+    const bool need = Hv != Hk || K > 128;
+    L.dqs = need ? put((size_t)T * Hv * K * 4) : 0;
+    L.dks = need ? put((size_t)T * Hv * K * 4) : 0;
+    L.total = o;
+    return L;
+}
+
+static bool sizes_ok(int T, int ndocs, int Hk, int Hv, int K, int V) {
+    return T >= 1 && T <= (1 << 30) && ndocs >= 1 && ndocs <= 65535 && Hk >= 1 && Hv >= Hk && Hv % Hk == 0 &&
+           Hv <= 65535 && K >= 16 && K <= 256 && K % 16 == 0 && V >= 16 && V <= 256 && V % 16 == 0;
+}
+
+extern "C" size_t gdn_workspace_bytes(int T, int ndocs, int Hk, int Hv, int K, int V) {
+    if (!sizes_ok(T, ndocs, Hk, Hv, K, V)) return 0;
+    return layout_for(T, ndocs, Hk, Hv, K, V).total;
+}
+
+static bool al16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
+/* Per device: the opt-in shared memory limit, and the dynamic shared memory
+ * each kernel has been allowed so far (cudaFuncSetAttribute is called once per
+ * kernel, size and device, not per launch).  Not thread-safe. */
+enum { ATTR_DEV = 16, ATTR_FN = 64 };
+static struct {
+    int lim[ATTR_DEV];
+    const void *fn[ATTR_DEV][ATTR_FN];
+    int set[ATTR_DEV][ATTR_FN];
+} attr_cache;
+
+/* Launch `kern` after raising its dynamic shared memory limit when needed. */
+static int launch(void (*kern)(Ctx), dim3 grid, dim3 block, size_t smem, cudaStream_t st, const char *name,
+                  const Ctx &c) {
+    int dev = 0;
+    GDN_CUDA_TRY(cudaGetDevice(&dev));
+    const int d = dev >= 0 && dev < ATTR_DEV ? dev : -1;
+    int lim = d >= 0 ? attr_cache.lim[d] : 0;
+    if (lim == 0) {
+        GDN_CUDA_TRY(cudaDeviceGetAttribute(&lim, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+        if (d >= 0) attr_cache.lim[d] = lim;
+    }
+    if ((long)smem > lim)
+        return gdn_fail(GDN_STATUS_UNSUPPORTED, __FILE__, __LINE__,
+                        "%s needs %zu bytes of shared memory, the device allows %d", name, smem, lim);
+    if (smem > 48 * 1024) {
+        int slot = -1;
+        if (d >= 0)
+            for (int i = 0; i < ATTR_FN && slot < 0; i++)
+                if (attr_cache.fn[d][i] == (const void *)kern || attr_cache.fn[d][i] == NULL) slot = i;
+        if (slot < 0 || attr_cache.fn[d][slot] == NULL || attr_cache.set[d][slot] < (int)smem) {
+            GDN_CUDA_TRY(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+            if (slot >= 0) {
+                attr_cache.fn[d][slot] = (const void *)kern;
+                attr_cache.set[d][slot] = (int)smem;
+            }
+        }
+    }
+    GDN_LAUNCH(kern, grid, block, smem, st, c);
+    const cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess)
+        return gdn_fail(GDN_STATUS_CUDA, __FILE__, __LINE__, "launch of %s: %s", name, cudaGetErrorString(e));
+    prof_mark(name, st);
+    return 0;
+}
+
+static int kt_of(int K) {
+    return K <= 16 ? 1 : K <= 32 ? 2 : K <= 64 ? 4 : K <= 96 ? 6 : K <= 128 ? 8 : K <= 192 ? 12 : 16;
+}
+
+template <int KT> static int run_state_fwd(const Ctx &c, cudaStream_t st) {
+    return launch(k_state_fwd<KT>, dim3(c.nvb, c.Hv, c.ndocs), dim3(StateCfg<KT>::NW * 32), state_smem<KT>(), st,
+                  "k_state_fwd", c);
+}
+template <int KT> static int run_state_bwd(const Ctx &c, cudaStream_t st) {
+    return launch(k_state_bwd<KT>, dim3(c.nvb, c.Hv, c.ndocs), dim3(StateCfg<KT>::NW * 32), state_bwd_smem<KT>(),
+                  st, "k_state_bwd", c);
+}
+static int state_fwd(const Ctx &c, cudaStream_t st) {
+    switch (kt_of(c.K)) {
+    case 1: return run_state_fwd<1>(c, st);
+    case 2: return run_state_fwd<2>(c, st);
+    case 4: return run_state_fwd<4>(c, st);
+    case 6: return run_state_fwd<6>(c, st);
+    case 8: return run_state_fwd<8>(c, st);
+    case 12: return run_state_fwd<12>(c, st);
+    default: return run_state_fwd<16>(c, st);
+    }
+}
+static int state_bwd(const Ctx &c, cudaStream_t st) {
+    switch (kt_of(c.K)) {
+    case 1: return run_state_bwd<1>(c, st);
+    case 2: return run_state_bwd<2>(c, st);
+    case 4: return run_state_bwd<4>(c, st);
+    case 6: return run_state_bwd<6>(c, st);
+    case 8: return run_state_bwd<8>(c, st);
+    case 12: return run_state_bwd<12>(c, st);
+    default: return run_state_bwd<16>(c, st);
+    }
+}
+template <int KBT> static int run_chunk_bwd(const Ctx &c, cudaStream_t st) {
+    return launch(k_chunk_bwd<KBT>, dim3(c.ncmax, c.Hv, c.nkb), dim3(256), chunk_bwd_smem<KBT>(), st, "k_chunk_bwd",
+                  c);
+}
+/* K split in nkb = ceil(K / 128) blocks of <= 128 columns. */
+static int chunk_bwd(const Ctx &c, cudaStream_t st) {
+    const int kb = (c.K + c.nkb - 1) / c.nkb;
+    if (kb <= 32) return run_chunk_bwd<2>(c, st);
+    if (kb <= 64) return run_chunk_bwd<4>(c, st);
+    if (kb <= 96) return run_chunk_bwd<6>(c, st);
+    return run_chunk_bwd<8>(c, st);
+}
+
+static int make_ctx(Ctx *c, int T, int ndocs, int Hk, int Hv, int K, int V, void *ws, size_t ws_bytes) {
+    GDN_REQUIRE(sizes_ok(T, ndocs, Hk, Hv, K, V), GDN_STATUS_UNSUPPORTED);
+    const Layout L = layout_for(T, ndocs, Hk, Hv, K, V);
+    GDN_REQUIRE(ws != NULL && ((uintptr_t)ws & 255) == 0, GDN_STATUS_WORKSPACE);
+    if (ws_bytes < L.total)
+        return gdn_fail(GDN_STATUS_WORKSPACE, __FILE__, __LINE__, "workspace of %zu bytes, %zu needed", ws_bytes,
+                        L.total);
+    memset(c, 0, sizeof *c);
+    unsigned char *b = (unsigned char *)ws;
+    c->tab = (int *)(b + L.tab);
+    c->G = (float *)(b + L.G);
+    c->Wu = (uint16_t *)(b + L.Wu);
+    c->Kn = (uint16_t *)(b + L.Kn);
+    c->Qn = (uint16_t *)(b + L.Qn);
+    c->P = (uint16_t *)(b + L.P);
+    c->Tm = (uint16_t *)(b + L.Tm);
+    c->Uv = (uint16_t *)(b + L.Uv);
+    c->H = (uint16_t *)(b + L.H);
+    c->dH = (uint16_t *)(b + L.dH);
+    c->U = (uint16_t *)(b + L.U);
+    c->dOh = (uint16_t *)(b + L.dOh);
+    c->eUv = (int *)(b + L.eUv);
+    c->eH = (int *)(b + L.eH);
+    c->eU = (int *)(b + L.eU);
+    c->edH = (int *)(b + L.edH);
+    c->edO = (int *)(b + L.edO);
+    c->dqs = L.dqs ? (float *)(b + L.dqs) : NULL;
+    c->dks = L.dks ? (float *)(b + L.dks) : NULL;
+    c->T = T;
+    c->Hk = Hk;
+    c->Hv = Hv;
+    c->K = K;
+    c->V = V;
+    c->ndocs = ndocs;
+    c->ncmax = L.ncmax;
+    c->nkb = (K + 127) / 128;
+    c->nvb = (V + 63) / 64;
+    c->scale = 1.0f / sqrtf((float)K);
+    return 0;
+}
+
+/* k_chunk_table, k_prep, k_state_fwd: everything k_out and the backward read. */
+static int forward_intermediates(const Ctx &c, const int32_t *cu, cudaStream_t st) {
+    GDN_LAUNCH(k_chunk_table, dim3(1), dim3(256), 0, st, c, cu);
+    GDN_CUDA_TRY(cudaGetLastError());
+    prof_mark("k_chunk_table", st);
+    const int r = launch(k_prep, dim3(c.ncmax, c.Hv), dim3(128), prep_smem(c.K, c.V), st, "k_prep", c);
+    if (r) return r;
+    return state_fwd(c, st);
+}
+
+extern "C" int gdn_fwd(uint16_t *out, float *s_final, const uint16_t *q, const uint16_t *k, const uint16_t *v,
+                       const float *g, const float *beta, const float *s0, const int32_t *cu_seqlens, int ndocs, int T,
+                       int Hk, int Hv, int K, int V, void *workspace, size_t workspace_bytes, void *stream) {
+    Ctx c;
+    int r = make_ctx(&c, T, ndocs, Hk, Hv, K, V, workspace, workspace_bytes);
+    if (r) return r;
+    GDN_REQUIRE(out && q && k && v && g && beta && cu_seqlens, GDN_STATUS_BAD_ARG);
+    GDN_REQUIRE(al16(out) && al16(q) && al16(k) && al16(v), GDN_STATUS_BAD_ARG);
+    GDN_REQUIRE(al16(s_final) && al16(s0), GDN_STATUS_BAD_ARG);
+    c.q = q;
+    c.k = k;
+    c.v = v;
+    c.g = g;
+    c.beta = beta;
+    c.s0 = s0;
+    c.out = out;
+    c.s_final = s_final;
+    cudaStream_t st = (cudaStream_t)stream;
+    prof_mark(NULL, st);
+    r = forward_intermediates(c, cu_seqlens, st);
+    if (r) return r;
+    return launch(k_out, dim3(c.ncmax * c.nvb, c.Hv), dim3(128), out_smem(K), st, "k_out", c);
+}
+
+extern "C" int gdn_bwd(uint16_t *dq, uint16_t *dk, uint16_t *dv, float *dg, float *dbeta, float *ds0,
+                       const uint16_t *dout, const float *ds_final, const uint16_t *q, const uint16_t *k,
+                       const uint16_t *v, const float *g, const float *beta, const float *s0,
+                       const int32_t *cu_seqlens, int ndocs, int T, int Hk, int Hv, int K, int V, int ws_has_fwd,
+                       void *workspace, size_t workspace_bytes, void *stream) {
+    Ctx c;
+    int r = make_ctx(&c, T, ndocs, Hk, Hv, K, V, workspace, workspace_bytes);
+    if (r) return r;
+    GDN_REQUIRE(dq && dk && dv && dg && dbeta && dout && q && k && v && g && beta && cu_seqlens,
+                GDN_STATUS_BAD_ARG);
+    GDN_REQUIRE(al16(dq) && al16(dk) && al16(dv) && al16(dout) && al16(q) && al16(k) && al16(v), GDN_STATUS_BAD_ARG);
+    GDN_REQUIRE(al16(ds0) && al16(ds_final) && al16(s0), GDN_STATUS_BAD_ARG);
+    c.q = q;
+    c.k = k;
+    c.v = v;
+    c.g = g;
+    c.beta = beta;
+    c.s0 = s0;
+    c.dout = dout;
+    c.ds_final = ds_final;
+    c.dq = dq;
+    c.dk = dk;
+    c.dv = dv;
+    c.dg = dg;
+    c.dbeta = dbeta;
+    c.ds0 = ds0;
+    cudaStream_t st = (cudaStream_t)stream;
+    prof_mark(NULL, st);
+    if (!ws_has_fwd) {
+        r = forward_intermediates(c, cu_seqlens, st);
+        if (r) return r;
+    }
+    r = launch(k_dout_prep, dim3(c.ncmax, c.Hv), dim3(128), 0, st, "k_dout_prep", c);
+    if (r) return r;
+    r = state_bwd(c, st);
+    if (r) return r;
+    if (c.nkb > 1) {
+        GDN_CUDA_TRY(cudaMemsetAsync(dg, 0, (size_t)T * Hv * sizeof(float), st));
+        GDN_CUDA_TRY(cudaMemsetAsync(dbeta, 0, (size_t)T * Hv * sizeof(float), st));
+        prof_mark("memset", st);
+    }
+    r = chunk_bwd(c, st);
+    if (r) return r;
+    if (c.nkb > 1 || Hv != Hk) {
+        r = launch(k_qk_finish, dim3((T * Hk + 7) / 8), dim3(256), 0, st, "k_qk_finish", c);
+        if (r) return r;
+    }
+    return 0;
+}

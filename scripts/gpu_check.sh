@@ -1,0 +1,114 @@
+#!/usr/bin/env bash
+# GPU check of the GDN kernels (kernels/cuda/gdn.*): the test program against
+# the CPU reference and the naive CUDA kernel, then the benchmark (with a
+# per-kernel profile) and, when a copy of FLA's fla/ folder is at the
+# repository root, FLA's timing at the same shapes.  Logs go under $OUT
+# (default out/gdn); the summary is printed last.
+#
+#   bash scripts/gpu_check.sh --build   # here (the dev machine): build into build-gdn/
+#   bash scripts/gpu_check.sh           # on the GPU machine, with build-gdn carried
+#   options: --quick (benchmark 1x8192 only), --no-bench, --no-peer (skip FLA), --emu (the
+#            test under the CPU emulator: no GPU needed)
+#
+# The programs are built with nvcc directly (no top-level CMake: the GPU
+# machine lacks the Debian headers the project configures with); at run time
+# they need only libopenblas (libcudart is linked statically).  The CMake route
+# is kernels/cuda/CMakeLists.gpu.cmake (targets oh_gpu_test_gdn, oh_bench_gdn).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+BIN=${OH_GDN_BIN:-build-gdn}
+OUT=${OUT:-out/gdn}
+NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
+build=0 quick="" bench=1 peer=1 emu=0
+for a in "$@"; do
+  case "$a" in
+    --build) build=1 ;;
+    --quick) quick=--quick ;;
+    --no-bench) bench=0 ;;
+    --no-peer) peer=0 ;;
+    --emu) emu=1 ;;
+    *) echo "usage: $0 [--build] [--quick] [--no-bench] [--no-peer] [--emu]" >&2; exit 2 ;;
+  esac
+done
+
+do_build() {
+  set -e
+  mkdir -p "$BIN/obj"
+  local arch="-gencode=arch=compute_90a,code=sm_90a"
+  local nv="$NVCC -std=c++17 $arch -O3 -lineinfo --expt-relaxed-constexpr -Xcompiler -Wall,-Wextra -I."
+  local cblas
+  cblas=$(ls -d /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/openblas 2>/dev/null | head -1 || true)
+  $nv -Xptxas -v -c kernels/cuda/gdn.cu -o "$BIN/obj/gdn.o" 2>"$BIN/ptxas_gdn.txt" &
+  $nv -c tests/gpu/test_gdn.cu -o "$BIN/obj/test_gdn.o" &
+  $nv -c bench/bench_gdn.cu -o "$BIN/obj/bench_gdn.o" &
+  $nv -c kernels/cuda/dev/gdn_dev.cu -o "$BIN/obj/gdn_dev.o" &
+  for f in kernels/cpu/cpu_ops_f32.c util/util.c; do
+    gcc -std=c11 -O2 -D_GNU_SOURCE -I. ${cblas:+-I$cblas} -c "$f" -o "$BIN/obj/$(basename "$f" .c).o" &
+  done
+  wait
+  for o in gdn test_gdn bench_gdn gdn_dev cpu_ops_f32 util; do
+    [ -f "$BIN/obj/$o.o" ] || { echo "build failed: $BIN/obj/$o.o missing" >&2; cat "$BIN/ptxas_gdn.txt" >&2; exit 1; }
+  done
+  local ref=("$BIN/obj/cpu_ops_f32.o" "$BIN/obj/util.o" -lopenblas -lm)
+  $NVCC $arch -o "$BIN/oh_gpu_test_gdn" "$BIN/obj/test_gdn.o" "$BIN/obj/gdn.o" "${ref[@]}"
+  $NVCC $arch -o "$BIN/oh_bench_gdn" "$BIN/obj/bench_gdn.o" "$BIN/obj/gdn.o"
+  $NVCC $arch -o "$BIN/oh_gpu_gdn_dev" "$BIN/obj/gdn_dev.o" "$BIN/obj/gdn.o" "${ref[@]}"
+  rm -rf "$BIN/obj"
+  # registers, stack and spills per kernel (the compiler's resource report)
+  grep -E "Compiling entry|Used|spill" "$BIN/ptxas_gdn.txt" | sed 's/ptxas info    : //' >"$BIN/ptxas_gdn.summary" || true
+  ls -la "$BIN"
+  set +e
+}
+
+do_emu() {
+  set -e
+  local tmp=${EMU_BUILD:-/tmp/oh_gdn_emu}
+  mkdir -p "$tmp"
+  local cblas
+  cblas=$(ls -d /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/openblas 2>/dev/null | head -1 || true)
+  local gx="g++ -std=c++17 -O2 -DOH_EMU -U_FORTIFY_SOURCE -I. -include kernels/cuda/dev/emu/cuda_emu.h -Wall -Wno-unused-function -Wno-unknown-pragmas"
+  $gx -x c++ -c kernels/cuda/gdn.cu -o "$tmp/gdn.o"
+  $gx -x c++ -c tests/gpu/test_gdn.cu -o "$tmp/test_gdn.o"
+  gcc -std=c11 -O2 -D_GNU_SOURCE -I. ${cblas:+-I$cblas} -c kernels/cpu/cpu_ops_f32.c -o "$tmp/cpu_ops_f32.o"
+  g++ -o "$tmp/test_gdn_emu" "$tmp/test_gdn.o" "$tmp/gdn.o" "$tmp/cpu_ops_f32.o" -lopenblas -lm
+  set +e
+  "$tmp/test_gdn_emu" --small
+}
+
+if [ $build = 1 ]; then do_build; exit 0; fi
+if [ $emu = 1 ]; then do_emu; exit $?; fi
+
+if [ ! -x "$BIN/oh_gpu_test_gdn" ] || [ ! -x "$BIN/oh_bench_gdn" ]; then
+  echo "no $BIN/oh_gpu_test_gdn: building here" >&2
+  do_build
+fi
+mkdir -p "$OUT"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv >"$OUT/gpu.txt" 2>&1
+git rev-parse HEAD >"$OUT/commit.txt" 2>/dev/null || true
+[ -f "$BIN/ptxas_gdn.summary" ] && cp "$BIN/ptxas_gdn.summary" "$OUT/"
+
+status=0
+"$BIN/oh_gpu_test_gdn" >"$OUT/test_gdn.txt" 2>&1 || status=1
+if [ $bench = 1 ]; then
+  rm -f "$OUT/bench_gdn.tsv"
+  "$BIN/oh_bench_gdn" $quick --tsv "$OUT/bench_gdn.tsv" >"$OUT/bench_gdn.txt" 2>&1 || status=1
+  if [ $peer = 1 ]; then
+    if [ -d fla ]; then
+      # fla/ at the root is either FLA's package folder or a checkout holding it (fla/fla)
+      PYTHONPATH="$PWD/fla:$PWD${PYTHONPATH:+:$PYTHONPATH}" python3 bench/bench_fla_gdn.py $quick --ours "$OUT/bench_gdn.tsv" \
+        >"$OUT/bench_fla_gdn.txt" 2>&1 || echo "(bench_fla_gdn.py failed)" >>"$OUT/bench_fla_gdn.txt"
+    else
+      echo "no fla/ folder at the repository root: FLA not timed" >"$OUT/bench_fla_gdn.txt"
+    fi
+  fi
+fi
+
+cat "$OUT/gpu.txt"
+echo "==== test_gdn: cases, failures and summary (full table in $OUT/test_gdn.txt) ===="
+grep -E "^\[|FAIL|returned|non-finite|PASS|^  (bwd|packed|out carries|the other|an injected)" "$OUT/test_gdn.txt" || tail -20 "$OUT/test_gdn.txt"
+if [ $bench = 1 ]; then
+  echo "==== bench_gdn ===="
+  cat "$OUT/bench_gdn.txt"
+  [ $peer = 1 ] && { echo "==== FLA (bench_fla_gdn.py) ===="; cat "$OUT/bench_fla_gdn.txt"; }
+fi
+exit $status
