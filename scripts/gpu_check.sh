@@ -8,7 +8,9 @@
 #   bash scripts/gpu_check.sh --build   # here (the dev machine): build into build-gdn/
 #   bash scripts/gpu_check.sh           # on the GPU machine, with build-gdn carried
 #   options: --quick (benchmark 1x8192 only), --no-bench, --no-peer (skip FLA), --emu (the
-#            test under the CPU emulator: no GPU needed)
+#            test under the CPU emulator: no GPU needed), --sanitize (compute-sanitizer
+#            memcheck on the --small test, racecheck and synccheck on a few of its cases:
+#            racecheck runs ~100x slower, so it covers one case per code path)
 #
 # The programs are built with nvcc directly (no top-level CMake: the GPU
 # machine lacks the Debian headers the project configures with); at run time
@@ -19,7 +21,7 @@ cd "$(dirname "$0")/.."
 BIN=${OH_GDN_BIN:-build-gdn}
 OUT=${OUT:-out/gdn}
 NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
-build=0 quick="" bench=1 peer=1 emu=0
+build=0 quick="" bench=1 peer=1 emu=0 san=0
 for a in "$@"; do
   case "$a" in
     --build) build=1 ;;
@@ -27,7 +29,8 @@ for a in "$@"; do
     --no-bench) bench=0 ;;
     --no-peer) peer=0 ;;
     --emu) emu=1 ;;
-    *) echo "usage: $0 [--build] [--quick] [--no-bench] [--no-peer] [--emu]" >&2; exit 2 ;;
+    --sanitize) san=1 ;;
+    *) echo "usage: $0 [--build] [--quick] [--no-bench] [--no-peer] [--emu] [--sanitize]" >&2; exit 2 ;;
   esac
 done
 
@@ -103,7 +106,24 @@ if [ $bench = 1 ]; then
   fi
 fi
 
+if [ $san = 1 ]; then
+  SAN=${SAN:-$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)}
+  # gqa-mixed: packed documents, Hv > Hk; ksplit-gqa: K > 128 (two K blocks, k_qk_finish);
+  # masked-prompt: chunks with no output gradient; nan: NaN propagation
+  few="gqa-mixed,ksplit-gqa,masked-prompt,nan"
+  "$SAN" --tool memcheck --leak-check full --error-exitcode 3 "$BIN/oh_gpu_test_gdn" --small >"$OUT/sanitize_memcheck.txt" 2>&1 || status=1
+  "$SAN" --tool racecheck --racecheck-report all --error-exitcode 3 "$BIN/oh_gpu_test_gdn" --small --only "$few" >"$OUT/sanitize_racecheck.txt" 2>&1 || status=1
+  "$SAN" --tool synccheck --error-exitcode 3 "$BIN/oh_gpu_test_gdn" --small --only "$few" >"$OUT/sanitize_synccheck.txt" 2>&1 || status=1
+fi
+
 cat "$OUT/gpu.txt"
+if [ $san = 1 ]; then
+  echo "==== compute-sanitizer (tool: cases; last lines) ===="
+  for t in memcheck racecheck synccheck; do
+    echo "-- $t: $(grep -E "^(PASS|FAIL)" "$OUT/sanitize_$t.txt" | tail -1)"
+    grep -E "ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY" "$OUT/sanitize_$t.txt"
+  done
+fi
 echo "==== test_gdn: cases, failures and summary (full table in $OUT/test_gdn.txt) ===="
 grep -E "^\[|FAIL|returned|non-finite|PASS|^  (bwd|packed|out carries|the other|an injected)" "$OUT/test_gdn.txt" || tail -20 "$OUT/test_gdn.txt"
 if [ $bench = 1 ]; then

@@ -454,7 +454,18 @@ static void nan_check(bool small) {
 }
 
 int main(int argc, char **argv) {
-    const bool small = argc > 1 && !strcmp(argv[1], "--small");
+    bool small = false;
+    const char *only = NULL; /* comma-separated case names (compute-sanitizer runs a few) */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--small"))
+            small = true;
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
+        else {
+            fprintf(stderr, "usage: %s [--small] [--only NAME[,NAME...]]\n", argv[0]);
+            return 2;
+        }
+    }
 #ifndef OH_EMU
     cudaDeviceProp p;
     CUDA_CHECK(cudaGetDeviceProperties(&p, 0));
@@ -486,8 +497,24 @@ int main(int argc, char **argv) {
                 if (l > 90) l = 90 - (l % 7);
             if (c.lens.size() > 4) c.lens.resize(4);
         }
-    for (size_t i = 0; i < cases.size(); i++) run_case(cases[i], i == 1 || i == 2 || i == 5);
-    nan_check(small);
+    int ran = 0;
+    for (size_t i = 0; i < cases.size(); i++) {
+        if (only) {
+            const size_t n = strlen(cases[i].name);
+            const char *p = strstr(only, cases[i].name);
+            if (!p || (p != only && p[-1] != ',') || (p[n] != 0 && p[n] != ',')) continue;
+        }
+        run_case(cases[i], i == 1 || i == 2 || i == 5);
+        ran++;
+    }
+    if (!only || strstr(only, "nan")) {
+        nan_check(small);
+        ran++;
+    }
+    if (!ran) {
+        fprintf(stderr, "--only %s: no such case\n", only);
+        return 2;
+    }
     printf("\n%s: %d failure%s\n", g_fail ? "FAIL" : "PASS", g_fail, g_fail == 1 ? "" : "s");
     return g_fail ? 1 : 0;
 }
