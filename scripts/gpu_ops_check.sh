@@ -6,7 +6,10 @@
 #
 #   bash scripts/gpu_ops_check.sh --build   # here (the dev machine): build into build-gpuops/
 #   bash scripts/gpu_ops_check.sh           # on the GPU machine, with build-gpuops carried
-#   options: --quick (shorter benchmark), --no-bench, --no-peer, --emu (CPU emulator run, no GPU)
+#   options: --quick (shorter benchmark), --no-bench, --no-peer, --emu (CPU emulator run, no GPU),
+#            --sanitize (compute-sanitizer: memcheck on the whole test program, racecheck and
+#            synccheck on each group of our kernels that uses shared memory or barriers; the
+#            cuBLASLt GEMMs are NVIDIA's and are left out of those two)
 #
 # The programs are built with nvcc directly (no top-level CMake), because the
 # GPU machine lacks the Debian headers the project configures with; they need
@@ -16,7 +19,7 @@ cd "$(dirname "$0")/.."
 BIN=${OH_GPU_OPS_BIN:-build-gpuops}
 OUT=${OUT:-out/gpu_ops}
 NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
-build=0 quick="" bench=1 peer=1 emu=0
+build=0 quick="" bench=1 peer=1 emu=0 san=0
 for a in "$@"; do
   case "$a" in
     --build) build=1 ;;
@@ -24,7 +27,8 @@ for a in "$@"; do
     --no-bench) bench=0 ;;
     --no-peer) peer=0 ;;
     --emu) emu=1 ;;
-    *) echo "usage: $0 [--build] [--quick] [--no-bench] [--no-peer] [--emu]" >&2; exit 2 ;;
+    --sanitize) san=1 ;;
+    *) echo "usage: $0 [--build] [--quick] [--no-bench] [--no-peer] [--emu] [--sanitize]" >&2; exit 2 ;;
   esac
 done
 
@@ -77,7 +81,24 @@ if [ $bench = 1 ]; then
   fi
 fi
 
+if [ $san = 1 ]; then
+  SAN=${SAN:-$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)}
+  "$SAN" --tool memcheck --leak-check full --error-exitcode 3 "$BIN/oh_gpu_ops_tests" >"$OUT/sanitize_memcheck.txt" 2>&1 || status=1
+  for grp in rmsnorm gated swiglu embedding cast adamw fused_ce attn; do
+    for tool in racecheck synccheck; do
+      timeout ${SAN_TIMEOUT:-240} "$SAN" --tool $tool --error-exitcode 3 "$BIN/oh_gpu_ops_tests" --only $grp \
+        >"$OUT/sanitize_${tool}_$grp.txt" 2>&1 || { echo "(exit status $?)" >>"$OUT/sanitize_${tool}_$grp.txt"; status=1; }
+    done
+  done
+fi
+
 cat "$OUT/gpu.txt"
+if [ $san = 1 ]; then
+  echo "==== compute-sanitizer ===="
+  for f in "$OUT"/sanitize_*.txt; do
+    echo "-- $(basename "$f" .txt): $(grep -E "checks, |ERROR SUMMARY|RACECHECK SUMMARY|exit status" "$f" | tr '\n' ' ')"
+  done
+fi
 echo "==== tests (failures and summary; full table in $OUT/test_ops.txt) ===="
 grep -E "FAIL|returned|checks, " "$OUT/test_ops.txt" || tail -5 "$OUT/test_ops.txt"
 if [ $bench = 1 ]; then
