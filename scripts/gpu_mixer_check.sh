@@ -7,7 +7,8 @@
 #   bash scripts/gpu_mixer_check.sh              # on the GPU machine, with build-mixer carried
 #   bash scripts/gpu_mixer_check.sh --sanitize   # also compute-sanitizer memcheck + racecheck on --quick
 #   bash scripts/gpu_mixer_check.sh --emu        # the test under the CPU emulator (no GPU needed)
-#   option --quick: only the small cases
+#   option --quick: only the small cases (and no timing; without it the test
+#   program also times the ops at the 7B shapes, T 8192: --bench 8192)
 #
 # The program is built with nvcc directly (no top-level CMake: the GPU machine
 # lacks the Debian headers the project configures with); at run time it needs
@@ -84,7 +85,9 @@ git rev-parse HEAD >"$OUT/commit.txt" 2>/dev/null || true
 [ -f "$BIN/ptxas_mixer.summary" ] && cp "$BIN/ptxas_mixer.summary" "$OUT/"
 
 status=0
-"$BIN/oh_gpu_test_gdn_mixer" $quick >"$OUT/test_gdn_mixer.txt" 2>&1 || status=1
+bench="--bench 8192"
+[ -n "$quick" ] && bench=""
+"$BIN/oh_gpu_test_gdn_mixer" $quick $bench >"$OUT/test_gdn_mixer.txt" 2>&1 || status=1
 if [ $sanitize = 1 ]; then
   CS=${COMPUTE_SANITIZER:-$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)}
   for tool in memcheck racecheck; do
@@ -94,7 +97,7 @@ fi
 
 cat "$OUT/gpu.txt"
 echo "==== test_gdn_mixer: failures and summary (full table in $OUT/test_gdn_mixer.txt) ===="
-grep -E "FAIL|returned|checks, " "$OUT/test_gdn_mixer.txt" || tail -20 "$OUT/test_gdn_mixer.txt"
+grep -E "FAIL|returned|checks, |^\[bench|GB/s" "$OUT/test_gdn_mixer.txt" || tail -20 "$OUT/test_gdn_mixer.txt"
 if [ $sanitize = 1 ]; then
   for tool in memcheck racecheck; do
     echo "==== compute-sanitizer $tool (--quick) ===="

@@ -13,9 +13,10 @@
  * nothing; a NaN in an input shows exactly where it should and the checker
  * flags it; bad arguments are refused.
  *
- * usage: test_gdn_mixer [--quick]   (--quick: two small cases of each op, for
- * compute-sanitizer and the CPU emulator).  Prints "N checks, M failed";
- * exit status 0 only when everything passed. */
+ * usage: test_gdn_mixer [--quick] [--bench T]
+ *   --quick: two small cases of each op (compute-sanitizer, the CPU emulator);
+ *   --bench T: after the checks, time the ops at the 7B shapes with T tokens.
+ * Prints "N checks, M failed"; exit status 0 only when everything passed. */
 #include "kernels/cuda/gdn_mixer.h"
 extern "C" {
 #include "kernels/cpu/cpu_ops.h"
@@ -549,15 +550,97 @@ static void test_args() {
     for (void *p : {(void *)cu, (void *)x, (void *)w, (void *)y, (void *)f}) CUDA_CHECK(cudaFree(p));
 }
 
+/* ------------------------------------------------------------------ --bench */
+
+/* Time of fn per call (ms), over `iters` calls after a warm-up, with CUDA events. */
+template <typename F> static float time_ms(F fn, int iters) {
+    fn();
+    CUDA_CHECK(cudaDeviceSynchronize());
+    cudaEvent_t a, b;
+    CUDA_CHECK(cudaEventCreate(&a));
+    CUDA_CHECK(cudaEventCreate(&b));
+    CUDA_CHECK(cudaEventRecord(a, 0));
+    for (int i = 0; i < iters; i++) fn();
+    CUDA_CHECK(cudaEventRecord(b, 0));
+    CUDA_CHECK(cudaEventSynchronize(b));
+    float ms = 0.f;
+    CUDA_CHECK(cudaEventElapsedTime(&ms, a, b));
+    CUDA_CHECK(cudaEventDestroy(a));
+    CUDA_CHECK(cudaEventDestroy(b));
+    return ms / iters;
+}
+
+/* The 7B shapes at T tokens in 4 documents: gates (H 30) and the q, k, v convs in one launch.
+ * GB/s counts the compulsory traffic (each tensor read or written once; workspace included). */
+static void bench(int T) {
+    const int H = 30, W = 4, n = 3;
+    int C[3] = {2880, 2880, 5760};
+    printf("[bench T=%d: gates H=%d; convs C=2880,2880,5760 W=%d in one launch]\n", T, H, W);
+    std::vector<int32_t> cu = {0, T / 4, T / 2, 3 * (T / 4), T};
+    int32_t *dcu = dcopy(cu);
+    Rng r(99);
+    const size_t ng = (size_t)T * H;
+    uint16_t *b = dcopy(randb(r, ng, 1.0)), *a = dcopy(randb(r, ng, 1.0)), *db = dalloc<uint16_t>(ng),
+             *da = dalloc<uint16_t>(ng);
+    float *A_log = dcopy(vecf(H, 0.5f)), *dtb = dcopy(vecf(H, 0.1f)), *beta = dalloc<float>(ng),
+          *g = dalloc<float>(ng), *dA = dalloc<float>(H), *ddt = dalloc<float>(H);
+    CUDA_CHECK(cudaMemset(beta, 0, ng * 4));
+    CUDA_CHECK(cudaMemset(g, 0, ng * 4));
+    const size_t gws = gdn_mixer_gates_bwd_workspace_bytes(T, H);
+    void *gw = dalloc<char>(gws);
+    const float gf = time_ms([&] { MIX_CHECK(gdn_mixer_gates_fwd(beta, g, b, a, A_log, dtb, T, H, 1, nullptr)); }, 50);
+    const float gb = time_ms([&] {
+        MIX_CHECK(gdn_mixer_gates_bwd(db, da, dA, ddt, beta, g, b, a, A_log, dtb, T, H, 1, gw, gws, nullptr));
+    }, 50);
+    printf("  gates fwd %8.1f us  %6.0f GB/s\n", gf * 1e3, ng * 12 / (gf * 1e6));
+    printf("  gates bwd %8.1f us  %6.0f GB/s\n", gb * 1e3, (ng * 16 + gws * 2) / (gb * 1e6));
+
+    std::vector<uint16_t *> x, w, y, dy, dx;
+    std::vector<float *> dw;
+    size_t elems = 0;
+    for (int i = 0; i < n; i++) {
+        const size_t nx = (size_t)T * C[i];
+        elems += nx;
+        x.push_back(dcopy(randb(r, nx, 1.0)));
+        w.push_back(dcopy(randb(r, (size_t)C[i] * W, 0.5)));
+        y.push_back(dalloc<uint16_t>(nx));
+        dy.push_back(dcopy(randb(r, nx, 1.0)));
+        dx.push_back(dalloc<uint16_t>(nx));
+        dw.push_back(dalloc<float>((size_t)C[i] * W));
+    }
+    std::vector<const uint16_t *> xc(x.begin(), x.end()), wc(w.begin(), w.end()), dyc(dy.begin(), dy.end());
+    const size_t cws = gdn_mixer_conv_bwd_workspace_bytes(n, C, T, W);
+    void *cw = dalloc<char>(cws);
+    const float cf = time_ms([&] {
+        MIX_CHECK(gdn_mixer_conv_fwd(n, y.data(), xc.data(), wc.data(), C, dcu, 4, T, W, nullptr));
+    }, 50);
+    const float cb = time_ms([&] {
+        MIX_CHECK(gdn_mixer_conv_bwd(n, dx.data(), dw.data(), dyc.data(), xc.data(), wc.data(), C, dcu, 4, T, W, cw,
+                                     cws, nullptr));
+    }, 50);
+    printf("  conv fwd  %8.1f us  %6.0f GB/s\n", cf * 1e3, elems * 4 / (cf * 1e6));
+    printf("  conv bwd  %8.1f us  %6.0f GB/s  (workspace %.1f MB)\n", cb * 1e3, (elems * 6 + cws * 2) / (cb * 1e6),
+           cws / 1e6);
+    for (int i = 0; i < n; i++)
+        for (void *p : {(void *)x[i], (void *)w[i], (void *)y[i], (void *)dy[i], (void *)dx[i], (void *)dw[i]})
+            CUDA_CHECK(cudaFree(p));
+    for (void *p : {(void *)dcu, (void *)b, (void *)a, (void *)db, (void *)da, (void *)A_log, (void *)dtb,
+                    (void *)beta, (void *)g, (void *)dA, (void *)ddt, gw, cw})
+        CUDA_CHECK(cudaFree(p));
+}
+
 /* ----------------------------------------------------------------------- main */
 
 int main(int argc, char **argv) {
     bool quick = false;
+    int bench_T = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick"))
             quick = true;
+        else if (!strcmp(argv[i], "--bench") && i + 1 < argc)
+            bench_T = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: %s [--quick]\n", argv[0]);
+            fprintf(stderr, "usage: %s [--quick] [--bench T]\n", argv[0]);
             return 2;
         }
     }
@@ -591,5 +674,6 @@ int main(int argc, char **argv) {
     for (const ConvCase &c : convs) test_conv(c);
     test_args();
     printf("%d checks, %d failed\n", g_checks, g_failed);
+    if (bench_T > 0) bench(bench_T);
     return g_failed ? 1 : 0;
 }
