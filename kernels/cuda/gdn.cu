@@ -436,16 +436,37 @@ static __global__ void k_chunk_table(Ctx c, const int32_t *cu) {
 
 /* ------------------------------------------------------------------ k_prep */
 
-/* Shared memory: Gs, Bs, red, Kn, Tu, then a region that holds Qs, Au, Ys up to
- * the end of the solve and Vs, Th, Thi, Tlo after it. */
+/* Shared memory (about 44 KB at K = 96, V = 192, so that 4 blocks share an SM:
+ * this kernel is latency-bound and needs the warps):
+ *   Gs, Bs [64] fp32, red [16];
+ *   TA [64][65] fp32: Tu on and below the diagonal, Au transposed strictly above it
+ *       (Au[i][j], j < i, at TA[j][i]): both are triangular, so they share one array;
+ *   R: Qs, Ks [64][K + 8] (raw bf16, then Qn, Kn fp16), Ys (solve scratch) over Qs
+ *       once Qs is done; after Wu, Vs [64][V + 8] over all of R.
+ * The A operands of Wu = Tu diag(beta) Kn and Uv = T diag(beta) V are built in
+ * registers from TA (no fp16 / bf16 copies of T in shared memory). */
+enum { PREP_YS = 3 * 16 * 17 }; /* fp32 solve scratch, over Qs */
+static __host__ __device__ __forceinline__ int prep_qs_elems(int K) { return 64 * (K + 8) > 2 * PREP_YS ? 64 * (K + 8) : 2 * PREP_YS; }
 static size_t prep_smem(int K, int V) {
-    const size_t a = carve16((size_t)64 * (K + 8) * 2) + carve16(64 * 65 * 4) + carve16(3 * 16 * 17 * 4);
-    const size_t b = carve16((size_t)64 * (V + 8) * 2) + 3 * carve16(64 * LD64 * 2);
-    return carve16(64 * 4) * 2 + carve16(16 * 4) + carve16((size_t)64 * (K + 8) * 2) + carve16(64 * 65 * 4) +
-           (a > b ? a : b);
+    const size_t qk = carve16((size_t)prep_qs_elems(K) * 2) + carve16((size_t)64 * (K + 8) * 2),
+                 v = carve16((size_t)64 * (V + 8) * 2);
+    return carve16(64 * 4) * 2 + carve16(16 * 4) + carve16(64 * 65 * 4) + (qk > v ? qk : v);
 }
 
-static __global__ void __launch_bounds__(128) k_prep(Ctx c) {
+/* m16n8k16 A fragment (rows r0 = 16 m + g4 and r0 + 8, columns 16 kt + 2 t4 + {0, 1, 8, 9})
+ * of X[r][j] = j <= r ? TA[r][j] * f(r, j) : 0, converted by `pk`. */
+template <typename F, typename PK>
+DEV void frag_from_tu(uint32_t (&a)[4], const float *TA, int r0, int c0, F f, PK pk) {
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const int r = r0 + 8 * (q & 1), j = c0 + 8 * (q >> 1);
+        const float x0 = j <= r ? TA[r * 65 + j] * f(r, j) : 0.f;
+        const float x1 = j + 1 <= r ? TA[r * 65 + j + 1] * f(r, j + 1) : 0.f;
+        a[q] = pk(x0, x1);
+    }
+}
+
+static __global__ void __launch_bounds__(128, 4) k_prep(Ctx c) {
     const int ci = blockIdx.x, h = blockIdx.y;
     if (ci >= c.tab[0]) return;
     const Chunk ch = chunk_at(c, ci);
@@ -458,16 +479,12 @@ static __global__ void __launch_bounds__(128) k_prep(Ctx c) {
     float *Gs = cv.take<float>(64);
     float *Bs = cv.take<float>(64);
     float *red = cv.take<float>(16);
-    uint16_t *Ks = cv.take<uint16_t>(64 * LDK); /* raw bf16, then Kn fp16 */
-    float *Tf = cv.take<float>(64 * 65);        /* Tu, fp32 */
-    Carve c1{cv.p}, c2{cv.p};                   /* the same region, before and after the solve */
-    uint16_t *Qs = c1.take<uint16_t>(64 * LDK); /* raw bf16, then Qn fp16 */
-    float *Af = c1.take<float>(64 * 65);        /* Au, fp32 */
-    float *Ys = c1.take<float>(3 * 16 * 17);
-    uint16_t *Vs = c2.take<uint16_t>(64 * LDV);  /* bf16, loaded after the solve */
-    uint16_t *Th = c2.take<uint16_t>(64 * LD64); /* Tu diag(beta), fp16 */
-    uint16_t *Thi = c2.take<uint16_t>(64 * LD64); /* T diag(beta), bf16 hi and lo */
-    uint16_t *Tlo = c2.take<uint16_t>(64 * LD64);
+    float *TA = cv.take<float>(64 * 65);         /* Tu (lower, with the diagonal), Au^T (strictly upper) */
+    Carve c1{cv.p}, c2{cv.p};                    /* region R, before and after Wu */
+    uint16_t *Qs = c1.take<uint16_t>(prep_qs_elems(K)); /* raw bf16, then Qn fp16; Ys after step 3 */
+    uint16_t *Ks = c1.take<uint16_t>(64 * LDK);          /* raw bf16, then Kn fp16 */
+    float *Ys = reinterpret_cast<float *>(Qs);           /* PREP_YS fp32 */
+    uint16_t *Vs = c2.take<uint16_t>(64 * LDV); /* bf16, loaded after Wu */
 
     /* 1. raw q, k rows (rows past the chunk are zero) */
     {
@@ -561,15 +578,17 @@ static __global__ void __launch_bounds__(128) k_prep(Ctx c) {
                 for (int e = 0; e < 2; e++) {
                     const int jj = j + e;
                     const float gm = jj <= i ? __expf(gi - Gs[jj]) : 0.f;
-                    Af[i * 65 + jj] = jj < i ? bi * kk[n][2 * hf + e] : 0.f;
+                    if (jj < i) TA[jj * 65 + i] = bi * kk[n][2 * hf + e]; /* Au^T */
                     p[e] = gm * qk[n][2 * hf + e];
                 }
                 st32(P + i * 64 + j, pack_f16(p[0], p[1]));
             }
     }
-    __syncthreads();
+    __syncthreads(); /* Au is in; Qs is free (Ys) */
     /* 4. Tu = (I + Au)^-1, Au strictly lower: the 16x16 diagonal blocks by forward
-     *    substitution, then T_ib,jb = -T_ib,ib sum_{mb=jb}^{ib-1} A_ib,mb T_mb,jb. */
+     *    substitution, then T_ib,jb = -T_ib,ib sum_{mb=jb}^{ib-1} A_ib,mb T_mb,jb.
+     *    Au[i][j] is read at TA[j][i]; Tu is written on and below the diagonal only. */
+#define AU(i, j) TA[(j) * 65 + (i)]
     if (tid < 64) {
         const int b = tid >> 4, cc = tid & 15;
         float t[16];
@@ -577,15 +596,12 @@ static __global__ void __launch_bounds__(128) k_prep(Ctx c) {
         for (int r = 0; r < 16; r++) {
             float acc = r == cc ? 1.f : 0.f;
 #pragma unroll
-            for (int m = 0; m < r; m++) acc -= Af[(16 * b + r) * 65 + 16 * b + m] * t[m];
+            for (int m = 0; m < r; m++) acc -= AU(16 * b + r, 16 * b + m) * t[m];
             t[r] = acc;
         }
 #pragma unroll
-        for (int r = 0; r < 16; r++) Tf[(16 * b + r) * 65 + 16 * b + cc] = t[r];
-    }
-    for (int i = tid; i < 64 * 64; i += 128) {
-        const int r = i >> 6, j = i & 63;
-        if ((j >> 4) > (r >> 4)) Tf[r * 65 + j] = 0.f;
+        for (int r = 0; r < 16; r++)
+            if (r >= cc) TA[(16 * b + r) * 65 + 16 * b + cc] = t[r];
     }
     __syncthreads();
     for (int ib = 1; ib < 4; ib++) {
@@ -595,19 +611,68 @@ static __global__ void __launch_bounds__(128) k_prep(Ctx c) {
             for (int mb = jb; mb < ib; mb++)
 #pragma unroll
                 for (int m = 0; m < 16; m++)
-                    y += Af[(16 * ib + r) * 65 + 16 * mb + m] * Tf[(16 * mb + m) * 65 + 16 * jb + cc];
+                    if (mb > jb || m >= cc) /* Tu_mb,jb is lower triangular on the diagonal block */
+                        y += AU(16 * ib + r, 16 * mb + m) * TA[(16 * mb + m) * 65 + 16 * jb + cc];
             Ys[(jb * 16 + r) * 17 + cc] = y;
         }
         __syncthreads();
         for (int it = tid; it < ib * 256; it += 128) {
             const int jb = it >> 8, r = (it >> 4) & 15, cc = it & 15;
             float y = 0.f;
-            for (int m = 0; m <= r; m++) y += Tf[(16 * ib + r) * 65 + 16 * ib + m] * Ys[(jb * 16 + m) * 17 + cc];
-            Tf[(16 * ib + r) * 65 + 16 * jb + cc] = -y;
+            for (int m = 0; m <= r; m++) y += TA[(16 * ib + r) * 65 + 16 * ib + m] * Ys[(jb * 16 + m) * 17 + cc];
+            TA[(16 * ib + r) * 65 + 16 * jb + cc] = -y;
         }
         __syncthreads();
     }
-    /* v rows into the region Qs, Au and Ys used (rows past the chunk are zero) */
+#undef AU
+    /* 5. store T = Tu o Gam (fp16) */
+    {
+        uint16_t *Tg = c.Tm + chh * 64 * 64;
+        for (int i = tid; i < 64 * 32; i += 128) {
+            const int r = i >> 5, j = 2 * (i & 31);
+            const float t0 = j <= r ? TA[r * 65 + j] * __expf(Gs[r] - Gs[j]) : 0.f;
+            const float t1 = j + 1 <= r ? TA[r * 65 + j + 1] * __expf(Gs[r] - Gs[j + 1]) : 0.f;
+            st32(Tg + r * 64 + j, pack_f16(t0, t1));
+        }
+    }
+    /* 6. Wu = Tu diag(beta) Kn (fp16), rows 16w..16w+15 (Tu is lower: k-tiles <= w) */
+    {
+        auto by_beta = [&](int, int j) { return Bs[j]; };
+        auto pk16 = [](float x0, float x1) { return pack_f16(x0, x1); };
+        for (int n0 = 0; n0 < K; n0 += 64) {
+            float acc[8][4];
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) acc[n][e] = 0.f;
+#pragma unroll
+            for (int kt = 0; kt < 4; kt++) {
+                if (kt <= w) {
+                    uint32_t a[4];
+                    frag_from_tu(a, TA, 16 * w + g4, 16 * kt + 2 * t4, by_beta, pk16);
+#pragma unroll
+                    for (int np = 0; np < 4; np++) {
+                        if (n0 + 16 * np < K) {
+                            uint32_t b[4];
+                            ldsm4t(b, b_kn(Ks, LDK, n0 + 16 * np, 16 * kt, lane));
+                            mma_f16(acc[2 * np], a, b[0], b[1]);
+                            mma_f16(acc[2 * np + 1], a, b[2], b[3]);
+                        }
+                    }
+                }
+            }
+            uint16_t *Wg = c.Wu + chh * 64 * K;
+#pragma unroll
+            for (int n = 0; n < 8; n++) {
+                const int col = n0 + 8 * n + 2 * t4;
+                if (col < K) {
+                    st32(Wg + (16 * w + g4) * K + col, pack_f16(acc[n][0], acc[n][1]));
+                    st32(Wg + (16 * w + g4 + 8) * K + col, pack_f16(acc[n][2], acc[n][3]));
+                }
+            }
+        }
+    }
+    __syncthreads(); /* Ks is done: v rows over region R (rows past the chunk are zero) */
     {
         const int v8 = V / 8;
         for (int i = tid; i < 64 * v8; i += 128) {
@@ -618,54 +683,26 @@ static __global__ void __launch_bounds__(128) k_prep(Ctx c) {
         }
         cp_async_commit();
     }
-    /* 5. store T = Tu o Gam (fp16); Tu diag(beta) (fp16) and T diag(beta) (bf16 hi + lo) to smem */
-    {
-        uint16_t *Tg = c.Tm + chh * 64 * 64;
-        for (int i = tid; i < 64 * 64; i += 128) {
-            const int r = i >> 6, j = i & 63;
-            const float tu = Tf[r * 65 + j], t = j <= r ? tu * __expf(Gs[r] - Gs[j]) : 0.f, tb = t * Bs[j];
-            Tg[i] = to_f16(t);
-            Th[r * LD64 + j] = to_f16(tu * Bs[j]);
-            const uint16_t hi = to_bf16(tb);
-            Thi[r * LD64 + j] = hi;
-            Tlo[r * LD64 + j] = to_bf16(tb - bf2f(hi));
-        }
-    }
-    __syncthreads();
-    /* 6. Wu = Tu diag(beta) Kn (fp16), rows 16w..16w+15 (Tu is lower: k-tiles <= w) */
-    for (int n0 = 0; n0 < K; n0 += 64) {
-        float acc[8][4];
+    /* 7. Uv = T diag(beta) V (T diag(beta) split into bf16 hi + lo, exact V), stored as
+     *    fp16 x 2^eUv per 64 columns; the A fragments are built while v arrives. */
+    uint32_t ah[4][4], al[4][4];
 #pragma unroll
-        for (int n = 0; n < 8; n++)
+    for (int kt = 0; kt < 4; kt++) {
+        if (kt <= w) {
+            const int r0 = 16 * w + g4, c0 = 16 * kt + 2 * t4;
 #pragma unroll
-            for (int e = 0; e < 4; e++) acc[n][e] = 0.f;
+            for (int q = 0; q < 4; q++) {
+                const int r = r0 + 8 * (q & 1), j = c0 + 8 * (q >> 1);
+                float x[2];
 #pragma unroll
-        for (int kt = 0; kt < 4; kt++) {
-            if (kt <= w) {
-                uint32_t a[4];
-                ldsm4(a, a_mk(Th, LD64, 16 * w, 16 * kt, lane));
-#pragma unroll
-                for (int np = 0; np < 4; np++) {
-                    if (n0 + 16 * np < K) {
-                        uint32_t b[4];
-                        ldsm4t(b, b_kn(Ks, LDK, n0 + 16 * np, 16 * kt, lane));
-                        mma_f16(acc[2 * np], a, b[0], b[1]);
-                        mma_f16(acc[2 * np + 1], a, b[2], b[3]);
-                    }
-                }
-            }
-        }
-        uint16_t *Wg = c.Wu + chh * 64 * K;
-#pragma unroll
-        for (int n = 0; n < 8; n++) {
-            const int col = n0 + 8 * n + 2 * t4;
-            if (col < K) {
-                st32(Wg + (16 * w + g4) * K + col, pack_f16(acc[n][0], acc[n][1]));
-                st32(Wg + (16 * w + g4 + 8) * K + col, pack_f16(acc[n][2], acc[n][3]));
+                for (int e = 0; e < 2; e++)
+                    x[e] = j + e <= r ? TA[r * 65 + j + e] * __expf(Gs[r] - Gs[j + e]) * Bs[j + e] : 0.f;
+                const uint32_t hi = pack_bf16(x[0], x[1]);
+                ah[kt][q] = hi;
+                al[kt][q] = pack_bf16(x[0] - bf2f_lo(hi), x[1] - bf2f_hi(hi));
             }
         }
     }
-    /* 7. Uv = T diag(beta) V (bf16 hi + lo, exact V), stored as fp16 x 2^eUv per 64 columns */
     cp_async_wait<0>();
     __syncthreads();
     for (int n0 = 0; n0 < V; n0 += 64) {
@@ -677,18 +714,15 @@ static __global__ void __launch_bounds__(128) k_prep(Ctx c) {
 #pragma unroll
         for (int kt = 0; kt < 4; kt++) {
             if (kt <= w) {
-                uint32_t ah[4], al[4];
-                ldsm4(ah, a_mk(Thi, LD64, 16 * w, 16 * kt, lane));
-                ldsm4(al, a_mk(Tlo, LD64, 16 * w, 16 * kt, lane));
 #pragma unroll
                 for (int np = 0; np < 4; np++) {
                     if (n0 + 16 * np < V) {
                         uint32_t b[4];
                         ldsm4t(b, b_kn(Vs, LDV, n0 + 16 * np, 16 * kt, lane));
-                        mma_bf16(acc[2 * np], ah, b[0], b[1]);
-                        mma_bf16(acc[2 * np + 1], ah, b[2], b[3]);
-                        mma_bf16(acc[2 * np], al, b[0], b[1]);
-                        mma_bf16(acc[2 * np + 1], al, b[2], b[3]);
+                        mma_bf16(acc[2 * np], ah[kt], b[0], b[1]);
+                        mma_bf16(acc[2 * np + 1], ah[kt], b[2], b[3]);
+                        mma_bf16(acc[2 * np], al[kt], b[0], b[1]);
+                        mma_bf16(acc[2 * np + 1], al[kt], b[2], b[3]);
                     }
                 }
             }
