@@ -1482,22 +1482,27 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
         }
     };
 
-    /* ---- 1. row norms, gates, T, this block's q and k columns ---- */
-    for (int r = w * 8; r < w * 8 + 8; r++) {
-        float sq = 0.f, sk = 0.f;
-        if (r < ch.len) {
-            const size_t off = ((size_t)(ch.t0 + r) * Hk + hk) * K;
-            for (int d = lane; d < K; d += 32) {
-                const float x = bf2f(c.q[off + d]), y = bf2f(c.k[off + d]);
-                sq += x * x;
-                sk += y * y;
+    /* ---- 1. row norms, gates, T, this block's q and k columns ----
+     * One K block (K <= 128): the norms come from the raw rows in shared memory
+     * once they are in (below); otherwise from global memory here. */
+    const bool whole_rows = c.nkb == 1;
+    if (!whole_rows) {
+        for (int r = w * 8; r < w * 8 + 8; r++) {
+            float sq = 0.f, sk = 0.f;
+            if (r < ch.len) {
+                const size_t off = ((size_t)(ch.t0 + r) * Hk + hk) * K;
+                for (int d = lane; d < K; d += 32) {
+                    const float x = bf2f(c.q[off + d]), y = bf2f(c.k[off + d]);
+                    sq += x * x;
+                    sk += y * y;
+                }
             }
-        }
-        sq = warp_sum(sq);
-        sk = warp_sum(sk);
-        if (lane == 0) {
-            rq[r] = r < ch.len ? rsqrtf(sq + 1e-6f) : 0.f;
-            rk[r] = r < ch.len ? rsqrtf(sk + 1e-6f) : 0.f;
+            sq = warp_sum(sq);
+            sk = warp_sum(sk);
+            if (lane == 0) {
+                rq[r] = r < ch.len ? rsqrtf(sq + 1e-6f) : 0.f;
+                rk[r] = r < ch.len ? rsqrtf(sk + 1e-6f) : 0.f;
+            }
         }
     }
     if (tid < 64) {
@@ -1523,6 +1528,27 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
+    if (whole_rows) { /* 4 lanes a row: sums of squares of the raw bf16 q and k */
+        const int r = tid >> 2, part = tid & 3;
+        float sq = 0.f, sk = 0.f;
+        for (int d = 8 * part; d < K; d += 32) {
+            const uint4 xq = *reinterpret_cast<const uint4 *>(Qs + r * LDQ + d);
+            const uint4 xk = *reinterpret_cast<const uint4 *>(Ks + r * LDQ + d);
+            const uint32_t wq[4] = {xq.x, xq.y, xq.z, xq.w}, wk[4] = {xk.x, xk.y, xk.z, xk.w};
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                sq += bf2f_lo(wq[u]) * bf2f_lo(wq[u]) + bf2f_hi(wq[u]) * bf2f_hi(wq[u]);
+                sk += bf2f_lo(wk[u]) * bf2f_lo(wk[u]) + bf2f_hi(wk[u]) * bf2f_hi(wk[u]);
+            }
+        }
+        sq = quad_sum(sq);
+        sk = quad_sum(sk);
+        if (part == 0) {
+            rq[r] = r < ch.len ? rsqrtf(sq + 1e-6f) : 0.f;
+            rk[r] = r < ch.len ? rsqrtf(sk + 1e-6f) : 0.f;
+        }
+        __syncthreads();
+    }
     for (int i = tid; i < 64 * KB; i += 256) {
         const int r = i / KB, d = i % KB;
         Qs[r * LDQ + d] = to_f16(bf2f(Qs[r * LDQ + d]) * rq[r] * c.scale);
