@@ -831,9 +831,13 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::NW * 32
         load(0, first);
         cp_async_commit();
     }
+    /* the exponent of the next chunk's Uv is loaded a step ahead (off the step's critical path) */
+    int eUv_next = cnt > 0 ? c.eUv[((size_t)first * Hv + h) * nvb + vb] : 0;
     for (int it = 0; it < cnt; it++) {
         const int ci = first + it, s = NST == 2 ? (it & 1) : 0;
         const size_t chh = (size_t)ci * Hv + h;
+        const int eUv = eUv_next;
+        if (it + 1 < cnt) eUv_next = c.eUv[(chh + Hv) * nvb + vb];
         if (NST == 1) {
             __syncthreads();
             load(0, ci);
@@ -884,7 +888,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::NW * 32
             }
         }
         const float *Gt = Gts(s);
-        const float iUv = exp2i(-c.eUv[chh * nvb + vb]), iH = exp2i(-eH), glast = Gt[63];
+        const float iUv = exp2i(-eUv), iH = exp2i(-eH), glast = Gt[63];
         float mu = 0.f, md = 0.f; /* max |U| (block exponent, for H/B3), max |del o U| (this warp's) */
 #pragma unroll
         for (int mt = 0; mt < 4; mt++)
@@ -1425,7 +1429,7 @@ template <int KBT> struct ChunkBwdCfg {
 template <int KBT> static size_t chunk_bwd_smem() {
     typedef ChunkBwdCfg<KBT> C;
     return carve16(64 * 4) * 10 + carve16(2 * 4 * 64 * 4) + carve16(16 * 4) + 2 * carve16((size_t)64 * C::LDQ * 2) +
-           carve16(64 * LD64 * 2) + carve16(C::STAGE_BYTES);
+           2 * carve16(64 * LD64 * 2) + carve16(C::STAGE_BYTES);
 }
 
 template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(Ctx c) {
@@ -1449,6 +1453,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     float *red = cv.take<float>(16);                             /* [0..7] <dH,S0> per warp, [8..15] max per warp */
     uint16_t *Qs = cv.take<uint16_t>(64 * LDQ), *Ks = cv.take<uint16_t>(64 * LDQ); /* Qn, Kn (this K block), fp16 */
     uint16_t *Ts = cv.take<uint16_t>(64 * LD64);                                  /* T, fp16 */
+    uint16_t *Ps = cv.take<uint16_t>(64 * LD64);                                  /* P, fp16 (read in step 3) */
     unsigned char *stage_base = cv.p;
     uint16_t *stg = cv.take<uint16_t>(2 * STG);
 #define dOs(s) (stg + (s) * STG)
@@ -1515,6 +1520,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     for (int i = tid; i < 64 * 8; i += 256) {
         const int r = i >> 3, c8 = i & 7;
         cp_async16(Ts + r * LD64 + c8 * 8, c.Tm + (chh * 64 + r) * 64 + c8 * 8, true);
+        cp_async16(Ps + r * LD64 + c8 * 8, c.P + (chh * 64 + r) * 64 + c8 * 8, true);
     }
     for (int i = tid; i < 64 * (KB / 8); i += 256) {
         const int r = i / (KB / 8), c8 = i % (KB / 8);
@@ -1720,7 +1726,6 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     if (role == 0) {
         const float iA = exp2i(-uA[0]), iB = exp2i(-uB[0]), iC = exp2i(-uC);
         /* dP: mask; D = dP o P (kb 0 only: P is the full product) -> row and column sums; dPg = dP o Gam */
-        const uint16_t *Pg = c.P + chh * 64 * 64;
         float rowD[2] = {0.f, 0.f}, mx = 0.f;
 #pragma unroll
         for (int n = 0; n < 8; n++) {
@@ -1728,7 +1733,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
 #pragma unroll
             for (int hf = 0; hf < 2; hf++) {
                 const int i = 16 * wr + g4 + 8 * hf, j = 8 * n + 2 * t4;
-                const uint32_t pp = ld32(Pg + i * 64 + j);
+                const uint32_t pp = ld32(Ps + i * LD64 + j);
 #pragma unroll
                 for (int e = 0; e < 2; e++) {
                     const int jj = j + e;
