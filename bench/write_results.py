@@ -710,6 +710,31 @@ def render_ops_sanitizer(P, dirs):
                       "memcheck, racecheck, synccheck", MISSING, "no error, no hazard", verdict(clean)])
 
 
+def render_mixer(P, dirs):
+    """scripts/gpu_mixer_check.sh: test_gdn_mixer.txt (checks + timing at T 8192), sanitize_*.txt."""
+    P.add("## GDN mixer kernels: gates and q/k/v convs (tests/gpu/test_gdn_mixer.cu)", "")
+    path = find(dirs, "test_gdn_mixer.txt")
+    t = read(path)
+    if t is None:
+        P.missing("test_gdn_mixer.txt", "the mixer test did not run (scripts/gpu_mixer_check.sh)")
+        return
+    summ = next((l.strip() for l in t.splitlines() if re.match(r"\s*\d+ checks, \d+ failed", l)), None)
+    m = re.match(r"(\d+) checks, (\d+) failed", summ or "")
+    P.add(f"`{summ}`" if summ else "**no 'N checks, M failed' line (the test stopped early?)**", "")
+    P.summary.append(["GDN gates + convs correctness", summ or "no summary line", "CPU reference", MISSING, "0 failed",
+                      verdict(bool(m) and m.group(2) == "0")])
+    timing = [l.rstrip() for l in t.splitlines() if re.match(r"\s*(\[bench|gates (fwd|bwd)|conv (fwd|bwd))", l)]
+    if timing:
+        P.add("Timing at the 7B shapes (memory-bound ops; GB/s = bytes that must move / time):", "", "```", *timing, "```", "")
+    for d in dirs:
+        for tool in ("memcheck", "racecheck"):
+            st = read(os.path.join(d, f"sanitize_{tool}.txt")) if os.path.isdir(d) else None
+            if st:
+                summ2 = [l.strip().lstrip("= ").strip() for l in st.splitlines()
+                         if re.search(r"(ERROR|RACECHECK) SUMMARY|checks, \d+ failed", l)]
+                P.add(f"compute-sanitizer {tool} (--quick): " + ("; ".join(summ2) or "no summary line"), "")
+
+
 def render_tokenizer(P, path):
     P.add("## Tokenizer", "")
     t = read(path)
@@ -796,6 +821,7 @@ def render(args):
         ("GEMMs", lambda: render_gemm(P, ops)),
         ("ops tests", lambda: render_tests_ops(P, tops)),
         ("ops sanitizer", lambda: render_ops_sanitizer(P, ops_dirs)),
+        ("GDN mixer", lambda: render_mixer(P, args.mixer or [])),
         ("tokenizer", lambda: render_tokenizer(P, args.tokenizer)),
     ]
     for name, fn in sections_:
@@ -843,6 +869,8 @@ def main():
     ap.add_argument("--ops", action="append", metavar="DIR",
                     help="folder of scripts/gpu_ops_check.sh logs; repeat to fall back to older runs for missing files")
     ap.add_argument("--gdn", action="append", metavar="DIR", help="folder of scripts/gpu_check.sh logs; may repeat")
+    ap.add_argument("--mixer", action="append", metavar="DIR",
+                    help="folder of scripts/gpu_mixer_check.sh logs (GDN gates and convs); may repeat")
     ap.add_argument("--sdpa", metavar="FILE", help="bench_sdpa.txt to use when the --ops folders lack one")
     ap.add_argument("--tokenizer", default=os.path.join(ROOT, "bench", "RESULTS_tokenizer.md"), metavar="FILE")
     ap.add_argument("--commit", help="commit of the tree that was run (default: $OH_COMMIT, commit.txt, git)")

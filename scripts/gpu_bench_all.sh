@@ -7,10 +7,10 @@
 # not stop the other; the page is written anyway and says what is missing.
 #
 #   here (the dev machine), build:
-#     bash scripts/gpu_ops_check.sh --build && bash scripts/gpu_check.sh --build
+#     bash scripts/gpu_ops_check.sh --build && bash scripts/gpu_check.sh --build && bash scripts/gpu_mixer_check.sh --build
 #   (FLA peer: a copy of fla-org/flash-linear-attention's fla/ folder at the
 #   repository root, git-ignored)
-#   on the GPU machine, with carry ["build-gpuops","build-gdn","fla"]:
+#   on the GPU machine, with carry ["build-gpuops","build-gdn","build-mixer","fla"]:
 #     OH_COMMIT=<commit of the tree> bash scripts/gpu_bench_all.sh [--quick] [--no-peer] [--no-bench] [--sanitize]
 #   then here: copy $OUT/RESULTS.md to bench/RESULTS.md and the raw logs to
 #   bench/runs/<date>-*/ ($OUT/gpu_ops -> bench/runs/<date>-ops,
@@ -25,11 +25,13 @@ cd "$(dirname "$0")/.." || exit 2
 OUT=${OUT:-out/bench}
 OPS_BIN=${OH_GPU_OPS_BIN:-build-gpuops}
 GDN_BIN=${OH_GDN_BIN:-build-gdn}
-ops_flags=() gdn_flags=()
+MIX_BIN=${OH_MIXER_BIN:-build-mixer}
+ops_flags=() gdn_flags=() mix_flags=()
 for a in "$@"; do
   case "$a" in
-    --quick|--no-bench|--no-peer) ops_flags+=("$a"); gdn_flags+=("$a") ;;
-    --sanitize) ops_flags+=("$a"); gdn_flags+=("$a") ;;
+    --quick) ops_flags+=("$a"); gdn_flags+=("$a"); mix_flags+=("$a") ;;
+    --no-bench|--no-peer) ops_flags+=("$a"); gdn_flags+=("$a") ;;
+    --sanitize) ops_flags+=("$a"); gdn_flags+=("$a"); mix_flags+=("$a") ;;
     -h|--help) sed -n '2,23p' "$0"; exit 0 ;;
     *) echo "usage: $0 [--quick] [--no-bench] [--no-peer] [--sanitize]  (build first: see the header)" >&2; exit 2 ;;
   esac
@@ -51,21 +53,22 @@ run_part() {  # name, build folder, programs that must be there, log folder, scr
   done
   echo "==== $name: OUT=$dir bash $script $*"
   local t0=$SECONDS rc
-  OUT=$dir OH_GPU_OPS_BIN=$OPS_BIN OH_GDN_BIN=$GDN_BIN bash "$script" "$@" 2>&1 | tee "$dir.log"
+  OUT=$dir OH_GPU_OPS_BIN=$OPS_BIN OH_GDN_BIN=$GDN_BIN OH_MIXER_BIN=$MIX_BIN bash "$script" "$@" 2>&1 | tee "$dir.log"
   rc=${PIPESTATUS[0]}
   notes+=("$name: exit $rc after $((SECONDS - t0)) s (console log $dir.log)")
   [ "$rc" = 0 ] || status=1
 }
 
-mkdir -p "$OUT/gpu_ops" "$OUT/gdn"
+mkdir -p "$OUT/gpu_ops" "$OUT/gdn" "$OUT/gdn_mixer"
 run_part "CUDA ops" "$OPS_BIN" "oh_gpu_ops_tests oh_gpu_ops_bench" "$OUT/gpu_ops" scripts/gpu_ops_check.sh ${ops_flags[@]+"${ops_flags[@]}"}
 run_part "GDN" "$GDN_BIN" "oh_gpu_test_gdn oh_bench_gdn" "$OUT/gdn" scripts/gpu_check.sh ${gdn_flags[@]+"${gdn_flags[@]}"}
+run_part "GDN mixer" "$MIX_BIN" "oh_gpu_test_gdn_mixer" "$OUT/gdn_mixer" scripts/gpu_mixer_check.sh ${mix_flags[@]+"${mix_flags[@]}"}
 
 echo "==== summary"
 for n in "${notes[@]}"; do echo "  $n"; done
 note_args=()
 for n in "${notes[@]}"; do note_args+=(--note "$n"); done
-if python3 bench/write_results.py --ops "$OUT/gpu_ops" --gdn "$OUT/gdn" --out "$OUT/RESULTS.md" "${note_args[@]}" >/dev/null; then
+if python3 bench/write_results.py --ops "$OUT/gpu_ops" --gdn "$OUT/gdn" --mixer "$OUT/gdn_mixer" --out "$OUT/RESULTS.md" "${note_args[@]}" >/dev/null; then
   echo "==== $OUT/RESULTS.md"
   cat "$OUT/RESULTS.md"
 else
