@@ -589,19 +589,27 @@ static __global__ void __launch_bounds__(128, 4) k_prep(Ctx c) {
      *    substitution, then T_ib,jb = -T_ib,ib sum_{mb=jb}^{ib-1} A_ib,mb T_mb,jb.
      *    Au[i][j] is read at TA[j][i]; Tu is written on and below the diagonal only. */
 #define AU(i, j) TA[(j) * 65 + (i)]
-    if (tid < 64) {
-        const int b = tid >> 4, cc = tid & 15;
+    {
+        /* The reads of Au and the writes of Tu touch different elements, but the
+         * compiler reads Au rows with vector loads that span the diagonal: the
+         * barrier keeps every read before any write (compute-sanitizer racecheck). */
+        const int b = (tid >> 4) & 3, cc = tid & 15;
         float t[16];
+        if (tid < 64) {
 #pragma unroll
-        for (int r = 0; r < 16; r++) {
-            float acc = r == cc ? 1.f : 0.f;
+            for (int r = 0; r < 16; r++) {
+                float acc = r == cc ? 1.f : 0.f;
 #pragma unroll
-            for (int m = 0; m < r; m++) acc -= AU(16 * b + r, 16 * b + m) * t[m];
-            t[r] = acc;
+                for (int m = 0; m < r; m++) acc -= AU(16 * b + r, 16 * b + m) * t[m];
+                t[r] = acc;
+            }
         }
+        __syncthreads();
+        if (tid < 64) {
 #pragma unroll
-        for (int r = 0; r < 16; r++)
-            if (r >= cc) TA[(16 * b + r) * 65 + 16 * b + cc] = t[r];
+            for (int r = 0; r < 16; r++)
+                if (r >= cc) TA[(16 * b + r) * 65 + 16 * b + cc] = t[r];
+        }
     }
     __syncthreads();
     for (int ib = 1; ib < 4; ib++) {
