@@ -86,7 +86,15 @@ if [ $san = 1 ]; then
   "$SAN" --tool memcheck --leak-check full --error-exitcode 3 "$BIN/oh_gpu_ops_tests" >"$OUT/sanitize_memcheck.txt" 2>&1 || status=1
   for grp in rmsnorm gated swiglu embedding cast adamw fused_ce attn; do
     for tool in racecheck synccheck; do
-      timeout ${SAN_TIMEOUT:-240} "$SAN" --tool $tool --error-exitcode 3 "$BIN/oh_gpu_ops_tests" --only $grp \
+      # synccheck leaves cuBLASLt's kernels out (NVIDIA's; slow under the tool).  racecheck
+      # cannot: with them excluded compute-sanitizer 13 stops with "Internal Sanitizer
+      # Error" on the fused cross-entropy test; it reports hazards inside cuBLASLt's
+      # TMA/wgmma GEMM kernels (nvjet_*) instead, which bench/write_results.py tells
+      # apart from hazards in ours.
+      excl=()
+      [ $tool = synccheck ] && excl=(--kernel-name-exclude "regex=(gemm|xmma|cutlass|cublas|splitKreduce|nvjet)")
+      timeout ${SAN_TIMEOUT:-240} "$SAN" --tool $tool --error-exitcode 3 \
+        "${excl[@]}" "$BIN/oh_gpu_ops_tests" --only $grp \
         >"$OUT/sanitize_${tool}_$grp.txt" 2>&1 || { echo "(exit status $?)" >>"$OUT/sanitize_${tool}_$grp.txt"; status=1; }
     done
   done
