@@ -25,15 +25,8 @@
 #include <algorithm>
 #include <string>
 #include <vector>
+#include "tests/gpu/gpu_host.h"
 
-#define CUDA_CHECK(expr)                                                                                      \
-    do {                                                                                                      \
-        cudaError_t e_ = (expr);                                                                              \
-        if (e_ != cudaSuccess) {                                                                              \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_));            \
-            exit(2);                                                                                          \
-        }                                                                                                     \
-    } while (0)
 #define GDN_CHECK(expr)                                                                                       \
     do {                                                                                                      \
         int r_ = (expr);                                                                                      \

@@ -18,6 +18,7 @@
  * emulator).  Exit status 0 only when everything passed. */
 #include "kernels/cuda/dev/gdn_naive.cuh"
 #include "kernels/cuda/gdn.h"
+#include "tests/gpu/gpu_host.h"
 extern "C" {
 #include "kernels/cpu/cpu_ops.h"
 }
@@ -32,14 +33,6 @@ extern "C" {
 #include <string.h>
 #include <vector>
 
-#define CUDA_CHECK(expr)                                                                                      \
-    do {                                                                                                      \
-        cudaError_t e_ = (expr);                                                                              \
-        if (e_ != cudaSuccess) {                                                                              \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_));            \
-            exit(2);                                                                                          \
-        }                                                                                                     \
-    } while (0)
 #define GDN_CHECK(expr)                                                                                       \
     do {                                                                                                      \
         int r_ = (expr);                                                                                      \
@@ -48,58 +41,6 @@ extern "C" {
             exit(2);                                                                                          \
         }                                                                                                     \
     } while (0)
-
-/* ------------------------------------------------------------------ host utils */
-
-static uint16_t f2bf(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) return (uint16_t)((u >> 16) | 0x40u);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-static float bf2f(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-
-struct Rng {
-    uint64_t s;
-    explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
-    uint64_t next() {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        return s;
-    }
-    double uniform() { return (next() >> 11) * (1.0 / 9007199254740992.0); }
-    double normal() {
-        double u = uniform(), v = uniform();
-        return sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v);
-    }
-};
-
-template <typename T> static T *dalloc(size_t n) {
-    T *p = nullptr;
-    CUDA_CHECK(cudaMalloc((void **)&p, n * sizeof(T) + 16));
-    return p;
-}
-template <typename T> static T *dcopy(const std::vector<T> &h) {
-    T *p = dalloc<T>(h.size());
-    CUDA_CHECK(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
-    return p;
-}
-template <typename T> static std::vector<T> hcopy(const T *d, size_t n) {
-    std::vector<T> h(n);
-    CUDA_CHECK(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
-    return h;
-}
-static std::vector<float> widen(const std::vector<uint16_t> &b) {
-    std::vector<float> r(b.size());
-    for (size_t i = 0; i < b.size(); i++) r[i] = bf2f(b[i]);
-    return r;
-}
 
 /* ---------------------------------------------------------------- the case */
 

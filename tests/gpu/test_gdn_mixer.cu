@@ -18,6 +18,7 @@
  *   --bench T: after the checks, time the ops at the 7B shapes with T tokens.
  * Prints "N checks, M failed"; exit status 0 only when everything passed. */
 #include "kernels/cuda/gdn_mixer.h"
+#include "tests/gpu/gpu_host.h"
 extern "C" {
 #include "kernels/cpu/cpu_ops.h"
 }
@@ -34,14 +35,6 @@ extern "C" {
 #include <string>
 #include <vector>
 
-#define CUDA_CHECK(expr)                                                                                      \
-    do {                                                                                                      \
-        cudaError_t e_ = (expr);                                                                              \
-        if (e_ != cudaSuccess) {                                                                              \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_));            \
-            exit(2);                                                                                          \
-        }                                                                                                     \
-    } while (0)
 #define MIX_CHECK(expr)                                                                                       \
     do {                                                                                                      \
         int r_ = (expr);                                                                                      \
@@ -57,62 +50,14 @@ typedef std::vector<uint16_t> vecb;
 
 /* ------------------------------------------------------------------ host utils */
 
-static uint16_t f2bf(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    if ((u & 0x7f800000u) == 0x7f800000u && (u & 0x7fffffu)) return (uint16_t)((u >> 16) | 0x40u);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-static float bf2f(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-static vecf widen(const vecb &b) {
-    vecf r(b.size());
-    for (size_t i = 0; i < b.size(); i++) r[i] = bf2f(b[i]);
-    return r;
-}
 static const uint16_t BF_NAN = 0x7fc0;
 
-struct Rng {
-    uint64_t s;
-    explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
-    uint64_t next() {
-        s ^= s << 13;
-        s ^= s >> 7;
-        s ^= s << 17;
-        return s;
-    }
-    double uniform() { return (next() >> 11) * (1.0 / 9007199254740992.0); }
-    double normal() {
-        double u = uniform(), v = uniform();
-        return sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v);
-    }
-};
 static vecb randb(Rng &r, size_t n, double sd) {
     vecb v(n);
     for (auto &x : v) x = f2bf((float)(sd * r.normal()));
     return v;
 }
 
-/* Device buffers: exact sizes (compute-sanitizer memcheck sees any overrun). */
-template <typename T> static T *dalloc(size_t n) {
-    T *p = nullptr;
-    CUDA_CHECK(cudaMalloc((void **)&p, (n ? n : 1) * sizeof(T)));
-    return p;
-}
-template <typename T> static T *dcopy(const std::vector<T> &h) {
-    T *p = dalloc<T>(h.size());
-    CUDA_CHECK(cudaMemcpy(p, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
-    return p;
-}
-template <typename T> static std::vector<T> hcopy(const T *d, size_t n) {
-    std::vector<T> h(n);
-    CUDA_CHECK(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
-    return h;
-}
 static vecf hcopyb(const uint16_t *d, size_t n) { return widen(hcopy(d, n)); }
 template <typename T> static void poison(T *d, size_t n) { CUDA_CHECK(cudaMemset(d, 0xff, n * sizeof(T))); }
 

@@ -22,27 +22,9 @@ extern "C" {
 #include <string.h>
 #include <algorithm>
 #include <vector>
+#include "tests/gpu/gpu_host.h"
 
-#define CUDA_CHECK(expr)                                                                                      \
-    do {                                                                                                      \
-        cudaError_t e_ = (expr);                                                                              \
-        if (e_ != cudaSuccess) {                                                                              \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #expr, cudaGetErrorString(e_));            \
-            exit(2);                                                                                          \
-        }                                                                                                     \
-    } while (0)
 
-static uint16_t f2bf(float f) {
-    uint32_t u;
-    memcpy(&u, &f, 4);
-    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
-}
-static float bf2f(uint16_t h) {
-    uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
 static uint64_t rng_state = 88172645463325252ull;
 static double unif() {
     rng_state ^= rng_state << 13;

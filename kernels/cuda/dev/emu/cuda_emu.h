@@ -526,7 +526,11 @@ enum cudaFuncAttribute { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 };
 enum cudaDeviceAttr { cudaDevAttrMaxSharedMemoryPerBlockOptin = 97, cudaDevAttrMultiProcessorCount = 16 };
 
 inline cudaError_t cudaMalloc(void **p, size_t n) {
+#ifdef OH_EMU_EXACT_ALLOC /* exact sizes (16-byte aligned): AddressSanitizer sees overruns */
+    *p = malloc(n ? n : 1);
+#else
     *p = aligned_alloc(256, (n + 255) / 256 * 256);
+#endif
     return *p ? cudaSuccess : cudaErrorMemoryAllocation;
 }
 template <typename T> inline cudaError_t cudaMalloc(T **p, size_t n) { return cudaMalloc((void **)p, n); }
