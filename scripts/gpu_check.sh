@@ -65,15 +65,20 @@ do_build() {
 
 do_emu() {
   set -e
-  local tmp=${EMU_BUILD:-/tmp/oh_gdn_emu}
+  # OH_EMU_ASAN=1: AddressSanitizer, device buffers of exact size (overruns are reported)
+  local asan="" lasan="" tmp=${EMU_BUILD:-/tmp/oh_gdn_emu}
+  if [ "${OH_EMU_ASAN:-0}" = 1 ]; then
+    asan="-O1 -g -fsanitize=address -fno-omit-frame-pointer -DOH_EMU_EXACT_ALLOC" lasan=-fsanitize=address tmp=$tmp-asan
+    export ASAN_OPTIONS=detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS} # the emulator keeps its fiber stacks
+  fi
   mkdir -p "$tmp"
   local cblas
   cblas=$(ls -d /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/openblas 2>/dev/null | head -1 || true)
-  local gx="g++ -std=c++17 -O2 -DOH_EMU -U_FORTIFY_SOURCE -I. -include kernels/cuda/dev/emu/cuda_emu.h -Wall -Wno-unused-function -Wno-unknown-pragmas"
+  local gx="g++ -std=c++17 -O2 -DOH_EMU -U_FORTIFY_SOURCE -I. -include kernels/cuda/dev/emu/cuda_emu.h -Wall -Wno-unused-function -Wno-unknown-pragmas $asan"
   $gx -x c++ -c kernels/cuda/gdn.cu -o "$tmp/gdn.o"
   $gx -x c++ -c tests/gpu/test_gdn.cu -o "$tmp/test_gdn.o"
   gcc -std=c11 -O2 -D_GNU_SOURCE -I. ${cblas:+-I$cblas} -c kernels/cpu/cpu_ops_f32.c -o "$tmp/cpu_ops_f32.o"
-  g++ -o "$tmp/test_gdn_emu" "$tmp/test_gdn.o" "$tmp/gdn.o" "$tmp/cpu_ops_f32.o" -lopenblas -lm
+  g++ $lasan -o "$tmp/test_gdn_emu" "$tmp/test_gdn.o" "$tmp/gdn.o" "$tmp/cpu_ops_f32.o" -lopenblas -lm
   set +e
   "$tmp/test_gdn_emu" --small
 }
