@@ -10,7 +10,7 @@ cmake --build build -j"$(nproc)"
 # indexing, masking and synchronisation against the CPU reference, no GPU
 # needed (about 2 min on 2 cores; OH_SKIP_EMU=1 skips it).  The ops and the
 # GDN gates/convs run under AddressSanitizer with device buffers of exact size
-# (OH_EMU_ASAN=1); the GDN recurrence runs without it here (7 min with it:
+# (OH_EMU_ASAN=1); the GDN recurrence runs without it here (8 min with it:
 # OH_EMU_ASAN=1 bash scripts/gpu_check.sh --emu).  Their GPU runs:
 # scripts/gpu_bench_all.sh on the GPU machine (README).
 if [ "${OH_SKIP_EMU:-0}" != 1 ]; then

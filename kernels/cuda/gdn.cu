@@ -446,7 +446,9 @@ static __global__ void k_chunk_table(Ctx c, const int32_t *cu) {
  * The A operands of Wu = Tu diag(beta) Kn and Uv = T diag(beta) V are built in
  * registers from TA (no fp16 / bf16 copies of T in shared memory). */
 enum { PREP_YS = 3 * 16 * 17 }; /* fp32 solve scratch, over Qs */
-static __host__ __device__ __forceinline__ int prep_qs_elems(int K) { return 64 * (K + 8) > 2 * PREP_YS ? 64 * (K + 8) : 2 * PREP_YS; }
+static __host__ __device__ __forceinline__ int prep_qs_elems(int K) {
+    return 64 * (K + 8) > 2 * PREP_YS ? 64 * (K + 8) : 2 * PREP_YS; /* 16-bit elements */
+}
 static size_t prep_smem(int K, int V) {
     const size_t qk = carve16((size_t)prep_qs_elems(K) * 2) + carve16((size_t)64 * (K + 8) * 2),
                  v = carve16((size_t)64 * (V + 8) * 2);
