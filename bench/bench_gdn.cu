@@ -27,14 +27,7 @@
 #include <vector>
 #include "tests/gpu/gpu_host.h"
 
-#define GDN_CHECK(expr)                                                                                       \
-    do {                                                                                                      \
-        int r_ = (expr);                                                                                      \
-        if (r_ != 0) {                                                                                        \
-            fprintf(stderr, "%s:%d: %s returned %d: %s\n", __FILE__, __LINE__, #expr, r_, gdn_last_error());  \
-            exit(2);                                                                                          \
-        }                                                                                                     \
-    } while (0)
+#define GDN_CHECK(expr) LIB_CHECK(expr, gdn_last_error())
 
 static __device__ uint64_t mix(uint64_t x) {
     x += 0x9E3779B97F4A7C15ull;

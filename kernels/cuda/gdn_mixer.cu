@@ -229,6 +229,22 @@ __device__ __forceinline__ void doc_bounds(const int32_t *cu, int d, int a, int 
 }
 
 /* w [C, W] rows c0 .. c0+VEC-1 into wr[v][j] */
+/* The W - 1 rows before row a into xs[0 .. W-2] (rows before the document
+ * start ds are the zero padding). */
+template <int VEC, int W>
+__device__ __forceinline__ void prime_window(float (&xs)[W][VEC], const bf16 *x, int C, int a, int ds) {
+#pragma unroll
+    for (int j = 0; j < W - 1; j++) {
+        const int s = a - (W - 1) + j;
+        if (s >= ds) {
+            load_bf16<VEC>(x + (size_t)s * C, xs[j]);
+        } else {
+#pragma unroll
+            for (int v = 0; v < VEC; v++) xs[j][v] = 0.f;
+        }
+    }
+}
+
 template <int VEC, int W> __device__ __forceinline__ void load_w(const bf16 *w, float (&wr)[VEC][W]) {
     if constexpr (VEC == 8) {
         float f[8 * W];
@@ -260,16 +276,7 @@ __global__ void __launch_bounds__(CONV_THREADS) k_conv_fwd(ConvArgs A, const int
         doc_bounds(cu, d, a, T, ds, de);
         const int b = min(t1, de);
         float xs[W][VEC]; /* xs[j]: row t - (W-1) + j; xs[W-1] the current row */
-#pragma unroll
-        for (int j = 0; j < W - 1; j++) {
-            const int s = a - (W - 1) + j;
-            if (s >= ds) {
-                load_bf16<VEC>(x + (size_t)s * C, xs[j]);
-            } else {
-#pragma unroll
-                for (int v = 0; v < VEC; v++) xs[j][v] = 0.f;
-            }
-        }
+        prime_window<VEC, W>(xs, x, C, a, ds);
         for (int t = a; t < b; t++) {
             load_bf16<VEC>(x + (size_t)t * C, xs[W - 1]);
             float o[VEC];
@@ -322,16 +329,7 @@ __global__ void __launch_bounds__(CONV_THREADS) k_conv_bwd(ConvArgs A, const int
         for (int j = 0; j < W; j++)
 #pragma unroll
             for (int v = 0; v < VEC; v++) acc[j][v] = 0.f;
-#pragma unroll
-        for (int j = 0; j < W - 1; j++) {
-            const int s = a - (W - 1) + j;
-            if (s >= ds) {
-                load_bf16<VEC>(x + (size_t)s * C, xs[j]);
-            } else {
-#pragma unroll
-                for (int v = 0; v < VEC; v++) xs[j][v] = 0.f;
-            }
-        }
+        prime_window<VEC, W>(xs, x, C, a, ds);
         for (int t = a; t < e; t++) {
             if (dx && t - W >= a) store_bf16<VEC>(dx + (size_t)(t - W) * C, acc[0]); /* complete */
 #pragma unroll

@@ -24,6 +24,17 @@
         }                                                                                                     \
     } while (0)
 
+/* A call into one of our CUDA libraries (0 = success); on failure print the
+ * library's own message (last_error: an expression giving a string) and exit. */
+#define LIB_CHECK(expr, last_error)                                                                           \
+    do {                                                                                                      \
+        int r_ = (expr);                                                                                      \
+        if (r_ != 0) {                                                                                        \
+            fprintf(stderr, "%s:%d: %s returned %d: %s\n", __FILE__, __LINE__, #expr, r_, (last_error));      \
+            exit(2);                                                                                          \
+        }                                                                                                     \
+    } while (0)
+
 /* fp32 -> bf16, round to nearest even; NaN stays NaN. */
 static inline uint16_t f2bf(float f) {
     uint32_t u;

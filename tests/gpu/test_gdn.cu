@@ -33,14 +33,7 @@ extern "C" {
 #include <string.h>
 #include <vector>
 
-#define GDN_CHECK(expr)                                                                                       \
-    do {                                                                                                      \
-        int r_ = (expr);                                                                                      \
-        if (r_ != 0) {                                                                                        \
-            fprintf(stderr, "%s:%d: %s returned %d: %s\n", __FILE__, __LINE__, #expr, r_, gdn_last_error());  \
-            exit(2);                                                                                          \
-        }                                                                                                     \
-    } while (0)
+#define GDN_CHECK(expr) LIB_CHECK(expr, gdn_last_error())
 
 /* ---------------------------------------------------------------- the case */
 

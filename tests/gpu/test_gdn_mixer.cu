@@ -35,15 +35,7 @@ extern "C" {
 #include <string>
 #include <vector>
 
-#define MIX_CHECK(expr)                                                                                       \
-    do {                                                                                                      \
-        int r_ = (expr);                                                                                      \
-        if (r_ != 0) {                                                                                        \
-            fprintf(stderr, "%s:%d: %s returned %d: %s\n", __FILE__, __LINE__, #expr, r_,                     \
-                    gdn_mixer_last_error());                                                                  \
-            exit(2);                                                                                          \
-        }                                                                                                     \
-    } while (0)
+#define MIX_CHECK(expr) LIB_CHECK(expr, gdn_mixer_last_error())
 
 typedef std::vector<float> vecf;
 typedef std::vector<uint16_t> vecb;
