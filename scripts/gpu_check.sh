@@ -18,6 +18,7 @@
 # is kernels/cuda/CMakeLists.gpu.cmake (targets oh_gpu_test_gdn, oh_bench_gdn).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. kernels/cuda/dev/emu/emu_env.sh # cblas_dir; OH_EMU_ASAN=1 flags for --emu
 BIN=${OH_GDN_BIN:-build-gdn}
 OUT=${OUT:-out/gdn}
 NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
@@ -40,7 +41,7 @@ do_build() {
   local arch="-gencode=arch=compute_90a,code=sm_90a"
   local nv="$NVCC -std=c++17 $arch -O3 -lineinfo --expt-relaxed-constexpr -Xcompiler -Wall,-Wextra -I."
   local cblas
-  cblas=$(ls -d /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/openblas 2>/dev/null | head -1 || true)
+  cblas=$(cblas_dir)
   $nv -Xptxas -v -c kernels/cuda/gdn.cu -o "$BIN/obj/gdn.o" 2>"$BIN/ptxas_gdn.txt" &
   $nv -c tests/gpu/test_gdn.cu -o "$BIN/obj/test_gdn.o" &
   $nv -c bench/bench_gdn.cu -o "$BIN/obj/bench_gdn.o" &
@@ -65,20 +66,15 @@ do_build() {
 
 do_emu() {
   set -e
-  # OH_EMU_ASAN=1: AddressSanitizer, device buffers of exact size (overruns are reported)
-  local asan="" lasan="" tmp=${EMU_BUILD:-/tmp/oh_gdn_emu}
-  if [ "${OH_EMU_ASAN:-0}" = 1 ]; then
-    asan="-O1 -g -fsanitize=address -fno-omit-frame-pointer -DOH_EMU_EXACT_ALLOC" lasan=-fsanitize=address tmp=$tmp-asan
-    export ASAN_OPTIONS=detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS} # the emulator keeps its fiber stacks
-  fi
+  local tmp=${EMU_BUILD:-/tmp/oh_gdn_emu$EMU_SUFFIX}
   mkdir -p "$tmp"
   local cblas
-  cblas=$(ls -d /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/openblas 2>/dev/null | head -1 || true)
-  local gx="g++ -std=c++17 -O2 -DOH_EMU -U_FORTIFY_SOURCE -I. -include kernels/cuda/dev/emu/cuda_emu.h -Wall -Wno-unused-function -Wno-unknown-pragmas $asan"
+  cblas=$(cblas_dir)
+  local gx="g++ -std=c++17 -O2 -DOH_EMU -U_FORTIFY_SOURCE -I. -include kernels/cuda/dev/emu/cuda_emu.h -Wall -Wno-unused-function -Wno-unknown-pragmas $EMU_ASAN_CFLAGS"
   $gx -x c++ -c kernels/cuda/gdn.cu -o "$tmp/gdn.o"
   $gx -x c++ -c tests/gpu/test_gdn.cu -o "$tmp/test_gdn.o"
   gcc -std=c11 -O2 -D_GNU_SOURCE -I. ${cblas:+-I$cblas} -c kernels/cpu/cpu_ops_f32.c -o "$tmp/cpu_ops_f32.o"
-  g++ $lasan -o "$tmp/test_gdn_emu" "$tmp/test_gdn.o" "$tmp/gdn.o" "$tmp/cpu_ops_f32.o" -lopenblas -lm
+  g++ $EMU_ASAN_LDFLAGS -o "$tmp/test_gdn_emu" "$tmp/test_gdn.o" "$tmp/gdn.o" "$tmp/cpu_ops_f32.o" -lopenblas -lm
   set +e
   "$tmp/test_gdn_emu" --small
 }

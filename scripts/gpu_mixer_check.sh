@@ -16,6 +16,7 @@
 # kernels/cuda/CMakeLists.gpu.cmake (target oh_gpu_test_gdn_mixer).
 set -uo pipefail
 cd "$(dirname "$0")/.."
+. kernels/cuda/dev/emu/emu_env.sh # cblas_dir; OH_EMU_ASAN=1 flags for --emu
 BIN=${OH_MIXER_BIN:-build-mixer}
 OUT=${OUT:-out/gdn_mixer}
 NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
@@ -30,7 +31,6 @@ for a in "$@"; do
   esac
 done
 
-cblas_dir() { ls -d /usr/include/x86_64-linux-gnu/openblas-pthread /usr/include/openblas 2>/dev/null | head -1 || true; }
 
 do_build() {
   set -e
@@ -59,20 +59,15 @@ do_build() {
 
 do_emu() {
   set -e
-  # OH_EMU_ASAN=1: AddressSanitizer, device buffers of exact size (overruns are reported)
-  local asan="" lasan="" tmp=${EMU_BUILD:-/tmp/oh_mixer_emu}
-  if [ "${OH_EMU_ASAN:-0}" = 1 ]; then
-    asan="-O1 -g -fsanitize=address -fno-omit-frame-pointer -DOH_EMU_EXACT_ALLOC" lasan=-fsanitize=address tmp=$tmp-asan
-    export ASAN_OPTIONS=detect_leaks=0${ASAN_OPTIONS:+:$ASAN_OPTIONS} # the emulator keeps its fiber stacks
-  fi
+  local tmp=${EMU_BUILD:-/tmp/oh_mixer_emu$EMU_SUFFIX}
   mkdir -p "$tmp"
   local cblas
   cblas=$(cblas_dir)
-  local gx="g++ -std=c++17 -O2 -DOH_EMU -U_FORTIFY_SOURCE -I. -include kernels/cuda/dev/emu/cuda_emu.h -Wall -Wno-unused-function -Wno-unknown-pragmas $asan"
+  local gx="g++ -std=c++17 -O2 -DOH_EMU -U_FORTIFY_SOURCE -I. -include kernels/cuda/dev/emu/cuda_emu.h -Wall -Wno-unused-function -Wno-unknown-pragmas $EMU_ASAN_CFLAGS"
   $gx -x c++ -c kernels/cuda/gdn_mixer.cu -o "$tmp/gdn_mixer.o"
   $gx -x c++ -c tests/gpu/test_gdn_mixer.cu -o "$tmp/test_gdn_mixer.o"
   gcc -std=c11 -O2 -D_GNU_SOURCE -I. ${cblas:+-I$cblas} -c kernels/cpu/cpu_ops_f32.c -o "$tmp/cpu_ops_f32.o"
-  g++ $lasan -o "$tmp/test_gdn_mixer_emu" "$tmp/test_gdn_mixer.o" "$tmp/gdn_mixer.o" "$tmp/cpu_ops_f32.o" -lopenblas -lm
+  g++ $EMU_ASAN_LDFLAGS -o "$tmp/test_gdn_mixer_emu" "$tmp/test_gdn_mixer.o" "$tmp/gdn_mixer.o" "$tmp/cpu_ops_f32.o" -lopenblas -lm
   set +e
   "$tmp/test_gdn_mixer_emu" $quick
 }
