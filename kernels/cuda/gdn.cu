@@ -455,16 +455,15 @@ static size_t prep_smem(int K, int V) {
     return carve16(64 * 4) * 2 + carve16(16 * 4) + carve16(64 * 65 * 4) + (qk > v ? qk : v);
 }
 
-/* m16n8k16 A fragment (rows r0 = 16 m + g4 and r0 + 8, columns 16 kt + 2 t4 + {0, 1, 8, 9})
- * of X[r][j] = j <= r ? TA[r][j] * f(r, j) : 0, converted by `pk`. */
-template <typename F, typename PK>
-DEV void frag_from_tu(uint32_t (&a)[4], const float *TA, int r0, int c0, F f, PK pk) {
+/* The 8 values of an m16n8k16 A fragment (rows r0 = 16 m + g4 and r0 + 8,
+ * columns 16 kt + 2 t4 + {0, 1, 8, 9}; x[q] is register q's pair) of
+ * X[r][j] = j <= r ? f(Tu[r][j], r, j) : 0, Tu read from TA's lower triangle. */
+template <typename F> DEV void tu_frag_values(float (&x)[4][2], const float *TA, int r0, int c0, F f) {
 #pragma unroll
     for (int q = 0; q < 4; q++) {
         const int r = r0 + 8 * (q & 1), j = c0 + 8 * (q >> 1);
-        const float x0 = j <= r ? TA[r * 65 + j] * f(r, j) : 0.f;
-        const float x1 = j + 1 <= r ? TA[r * 65 + j + 1] * f(r, j + 1) : 0.f;
-        a[q] = pk(x0, x1);
+#pragma unroll
+        for (int e = 0; e < 2; e++) x[q][e] = j + e <= r ? f(TA[r * 65 + j + e], r, j + e) : 0.f;
     }
 }
 
@@ -647,8 +646,7 @@ static __global__ void __launch_bounds__(128, 4) k_prep(Ctx c) {
     }
     /* 6. Wu = Tu diag(beta) Kn (fp16), rows 16w..16w+15 (Tu is lower: k-tiles <= w) */
     {
-        auto by_beta = [&](int, int j) { return Bs[j]; };
-        auto pk16 = [](float x0, float x1) { return pack_f16(x0, x1); };
+        auto by_beta = [&](float tu, int, int j) { return tu * Bs[j]; };
         for (int n0 = 0; n0 < K; n0 += 64) {
             float acc[8][4];
 #pragma unroll
@@ -658,8 +656,11 @@ static __global__ void __launch_bounds__(128, 4) k_prep(Ctx c) {
 #pragma unroll
             for (int kt = 0; kt < 4; kt++) {
                 if (kt <= w) {
+                    float x[4][2];
+                    tu_frag_values(x, TA, 16 * w + g4, 16 * kt + 2 * t4, by_beta);
                     uint32_t a[4];
-                    frag_from_tu(a, TA, 16 * w + g4, 16 * kt + 2 * t4, by_beta, pk16);
+#pragma unroll
+                    for (int q = 0; q < 4; q++) a[q] = pack_f16(x[q][0], x[q][1]);
 #pragma unroll
                     for (int np = 0; np < 4; np++) {
                         if (n0 + 16 * np < K) {
@@ -696,20 +697,17 @@ static __global__ void __launch_bounds__(128, 4) k_prep(Ctx c) {
     /* 7. Uv = T diag(beta) V (T diag(beta) split into bf16 hi + lo, exact V), stored as
      *    fp16 x 2^eUv per 64 columns; the A fragments are built while v arrives. */
     uint32_t ah[4][4], al[4][4];
+    auto decayed_beta = [&](float tu, int r, int j) { return tu * __expf(Gs[r] - Gs[j]) * Bs[j]; };
 #pragma unroll
     for (int kt = 0; kt < 4; kt++) {
         if (kt <= w) {
-            const int r0 = 16 * w + g4, c0 = 16 * kt + 2 * t4;
+            float x[4][2];
+            tu_frag_values(x, TA, 16 * w + g4, 16 * kt + 2 * t4, decayed_beta);
 #pragma unroll
             for (int q = 0; q < 4; q++) {
-                const int r = r0 + 8 * (q & 1), j = c0 + 8 * (q >> 1);
-                float x[2];
-#pragma unroll
-                for (int e = 0; e < 2; e++)
-                    x[e] = j + e <= r ? TA[r * 65 + j + e] * __expf(Gs[r] - Gs[j + e]) * Bs[j + e] : 0.f;
-                const uint32_t hi = pack_bf16(x[0], x[1]);
+                const uint32_t hi = pack_bf16(x[q][0], x[q][1]);
                 ah[kt][q] = hi;
-                al[kt][q] = pack_bf16(x[0] - bf2f_lo(hi), x[1] - bf2f_hi(hi));
+                al[kt][q] = pack_bf16(x[q][0] - bf2f_lo(hi), x[q][1] - bf2f_hi(hi));
             }
         }
     }
