@@ -189,7 +189,7 @@ static void bench_gemm() {
 // ---------------------------------------------------------------- attention
 static void bench_attention(bool quick) {
     printf("\n== attention, causal, bf16, 30 heads x 128 (TFLOP/s counting the causal half; fwd+bwd = 3.5x fwd) ==\n");
-    printf("%-28s %5s %8s %10s %10s %12s %12s %10s\n", "case", "warps", "T", "fwd ms", "fwd TF/s", "fwd+bwd ms",
+    printf("%-28s %9s %8s %10s %10s %12s %12s %10s\n", "case", "fwd/bwd", "T", "fwd ms", "fwd TF/s", "fwd+bwd ms",
            "f+b TF/s", "bwd ms");
     struct Case {
         const char *name;
@@ -219,16 +219,18 @@ static void bench_attention(bool quick) {
         };
         int reps = T >= 32768 ? 5 : g_reps;
         double flops = (double)c.ndocs * 2.0 * 2.0 * (double)L * L * H * D / 2.0;
-        // The tile variants of attention.cu (attn_fwd_variant, attn_warps).
-        // Rows: forward variant (the backward runs with 8 warps, except in row "4").
-        for (const char *w : {"4x32", "8", "4"}) {
-            setenv("OH_ATTN_FWD_WARPS", w, 1);
-            setenv("OH_ATTN_BWD_WARPS", strcmp(w, "4") ? "8" : "4", 1);
+        // The tile variants of attention.cu (attn_fwd_variant, attn_bwd_variant), as forward/backward.
+        const char *variants[][2] = {{"4x32", "wg"}, {"4x32", "8"}, {"8", "8"}, {"4", "4"}};
+        for (auto &w : variants) {
+            setenv("OH_ATTN_FWD_WARPS", w[0], 1);
+            setenv("OH_ATTN_BWD_WARPS", w[1], 1);
+            char name[16];
+            snprintf(name, sizeof name, "%s/%s", w[0], w[1]);
             double tf = time_ms(fwd, 2, reps);
             double tfb = time_ms([&] { fwd(); bwd(); }, 2, reps);
             double tb = time_ms(bwd, 1, reps);
-            printf("%-28s %5s %8d %10.3f %10.1f %12.3f %12.1f %10.3f\n", c.name, w, T, tf, flops / (tf * 1e-3) / 1e12,
-                   tfb, 3.5 * flops / (tfb * 1e-3) / 1e12, tb);
+            printf("%-28s %9s %8d %10.3f %10.1f %12.3f %12.1f %10.3f\n", c.name, name, T, tf,
+                   flops / (tf * 1e-3) / 1e12, tfb, 3.5 * flops / (tfb * 1e-3) / 1e12, tb);
             fflush(stdout);
         }
         unsetenv("OH_ATTN_FWD_WARPS");

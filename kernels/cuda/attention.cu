@@ -15,6 +15,7 @@
 // atomics and converted (and un-rotated) by a last kernel.
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/ops_common.cuh"
+#include "kernels/cuda/wgmma.cuh"
 
 #include <math.h>
 #include <stdlib.h>
@@ -141,9 +142,19 @@ __device__ __forceinline__ void c_to_a(uint32_t (&a)[4], const float (&c0)[4], c
 // Element offset of (row, 16-byte chunk c16) in a swizzled tile of W columns.
 template <int W> __device__ __forceinline__ int swz(int row, int c16) { return row * W + ((c16 ^ (row & 7)) << 3); }
 
+// Element offset of (row, 16-byte chunk c16) in a tile of R rows x D columns:
+// W128 false: rows of D columns (swz); W128 true: the wgmma layout, D / 64
+// column blocks of [R][64], each row's chunks swizzled by (row & 7).
+template <int D, int R, bool W128> __device__ __forceinline__ int tile_off(int row, int c16) {
+    if constexpr (W128)
+        return (c16 >> 3) * R * 64 + row * 64 + (((c16 & 7) ^ (row & 7)) << 3);
+    else
+        return swz<D>(row, c16);
+}
+
 // Rows [row0, row0 + R) of head h of a [T, H, D] tensor (document at s0, len
 // rows) into a swizzled tile; rows at or past len are zero-filled.
-template <int D, int R, int NT>
+template <int D, int R, int NT, bool W128 = false>
 __device__ __forceinline__ void load_tile(bf16 *tile, const bf16 *base, int s0, int row0, int len, int H, int h) {
     constexpr int CH = D / 8;
 #pragma unroll
@@ -152,21 +163,22 @@ __device__ __forceinline__ void load_tile(bf16 *tile, const bf16 *base, int s0, 
         int gr = row0 + r;
         bool ok = gr < len;
         const bf16 *src = base + ((size_t)(s0 + (ok ? gr : 0)) * H + h) * D + c16 * 8;
-        cp_async16(tile + swz<D>(r, c16), src, ok);
+        cp_async16(tile + tile_off<D, R, W128>(r, c16), src, ok);
     }
 }
 
 // Rotate-half RoPE in place on the valid rows of a swizzled tile.
-template <int D, int R, int NT> __device__ __forceinline__ void rope_tile(bf16 *tile, const int32_t *pos, int s0,
-                                                                          int row0, int len, const float *inv_freq) {
+template <int D, int R, int NT, bool W128 = false>
+__device__ __forceinline__ void rope_tile(bf16 *tile, const int32_t *pos, int s0, int row0, int len,
+                                          const float *inv_freq) {
     constexpr int HALF = D / 2;
     for (int p = threadIdx.x; p < R * HALF; p += NT) {
         int r = p / HALF, i = p % HALF;
         if (row0 + r >= len) continue;
         float sn, cs;
         sincosf((float)pos[s0 + row0 + r] * inv_freq[i], &sn, &cs);
-        bf16 *a = tile + swz<D>(r, i >> 3) + (i & 7);
-        bf16 *b = tile + swz<D>(r, (i + HALF) >> 3) + (i & 7);
+        bf16 *a = tile + tile_off<D, R, W128>(r, i >> 3) + (i & 7);
+        bf16 *b = tile + tile_off<D, R, W128>(r, (i + HALF) >> 3) + (i & 7);
         float x1 = __bfloat162float(*a), x2 = __bfloat162float(*b);
         *a = __float2bfloat16(x1 * cs - x2 * sn);
         *b = __float2bfloat16(x2 * cs + x1 * sn);
@@ -661,6 +673,240 @@ template <int D, bool ROPE, int NW> __global__ void __launch_bounds__(32 * NW, N
     store_rows<D>(p.dv, sV, warp * 16, s0, n0 + warp * 16, len, p.Hkv, hk);
 }
 
+
+// ------------------------------------------------------- backward, wgmma (sm_90a)
+//
+// One block of 2 warpgroups per 128 keys of one document and kv head; each
+// warpgroup owns 64 keys and keeps their dK, dV (64 x D, fp32) in registers.
+// Per 64-query tile (Q, dO double-buffered through cp.async, all tiles in the
+// wgmma 128-byte-swizzle layout):
+//   S^T  = K Q^T        (64 x 64, shared x shared)      dP^T = V dO^T (same)
+//   P^T  = exp2(scale_log2 S^T - lse2[q]), masked
+//   dV  += P^T dO       (A = P^T in registers, dO MN-major)
+//   dS^T = P^T o (dP^T - delta[q])  -> registers (dK) and shared memory (dQ)
+//   dK  += dS^T Q       (A in registers, Q MN-major)
+//   dQ   = dS K         (A = dS^T MN-major, K MN-major): D 128, warpgroup w
+//          the 64 columns [64 w, +64) over all 128 keys; D 64, all 64 columns
+//          over its own 64 keys; added to the fp32 accumulator with atomics.
+template <int D> constexpr int bwd_wg_smem_bytes() {
+    return 1024 /* alignment */ + (2 * 128 * D + 4 * 64 * D + 128 * 64) * 2 + 4 * 64 * 4 + (D / 2) * 4;
+}
+
+template <int D, bool ROPE> __global__ void __launch_bounds__(256, 1) attn_bwd_wg_kernel(const BwdParams p) {
+    constexpr int NT = 256, BN = 128, BM = 64, NJ = D / 8;
+    constexpr int TQ = BM * D;      // elements of one Q / dO buffer
+    constexpr int KSD = D / 16;     // k steps over D
+    constexpr uint32_t HALF_K = BN * 64 * 2, HALF_Q = BM * 64 * 2; // bytes of one 64-column block
+    unsigned char *smem_raw = ATTN_SMEM();
+    unsigned char *smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
+    bf16 *sK = reinterpret_cast<bf16 *>(smem); // [D/64][BN][64]
+    bf16 *sV = sK + BN * D;
+    bf16 *sQ = sV + BN * D;                              // [2][D/64][BM][64]
+    bf16 *sO = sQ + 2 * TQ;                              // [2][D/64][BM][64] (dO)
+    bf16 *sS = sO + 2 * TQ;                              // [BN][64] dS^T
+    float *sL = reinterpret_cast<float *>(sS + BN * BM); // [2][BM]
+    float *sDl = sL + 2 * BM;                            // [2][BM]
+    float *sFreq = sDl + 2 * BM;                         // [D/2]
+
+    const long long per = (long long)gridDim.y * gridDim.z,
+                    lin = blockIdx.x + gridDim.x * (blockIdx.y + (long long)gridDim.y * blockIdx.z);
+    const int nblk = (int)(lin / per), doc = (int)((lin % per) % gridDim.y), hk = (int)((lin % per) / gridDim.y);
+    const int s0 = p.cu[doc], len = p.cu[doc + 1] - s0;
+    const int n0 = nblk * BN;
+    if (n0 >= len) return;
+    const int nmb = (len + BM - 1) / BM;
+    const int mfirst = n0 / BM;
+    const int per_head = nmb - mfirst;
+    const int iters = p.group * per_head;
+    const int wg = threadIdx.x >> 7, warp = threadIdx.x >> 5, wl = warp & 3, lane = threadIdx.x & 31, g = lane >> 2,
+              t4 = lane & 3;
+    const int key_r0 = 16 * warp + g; // block-relative key of c[0], c[1]; +8 for c[2], c[3]
+
+    if constexpr (ROPE) init_freq<D, NT>(sFreq, p.rope_theta);
+    load_tile<D, BN, NT, true>(sK, p.k, s0, n0, len, p.Hkv, hk);
+    load_tile<D, BN, NT, true>(sV, p.v, s0, n0, len, p.Hkv, hk);
+    load_tile<D, BM, NT, true>(sQ, p.q, s0, mfirst * BM, len, p.Hq, hk * p.group);
+    load_tile<D, BM, NT, true>(sO, p.dout, s0, mfirst * BM, len, p.Hq, hk * p.group);
+    for (int r = threadIdx.x; r < BM; r += NT) {
+        int qr = mfirst * BM + r, h0 = hk * p.group;
+        bool ok = qr < len;
+        sL[r] = ok ? p.lse[(size_t)(s0 + qr) * p.Hq + h0] * kLog2e : 0.f;
+        sDl[r] = ok ? p.delta[(size_t)(s0 + qr) * p.Hq + h0] : 0.f;
+    }
+    cp_async_commit();
+
+    // Descriptors (start of k step 0): this warpgroup's 64 keys of K and V (K-major, A of S^T / dP^T).
+    const uint64_t dK_a = wg_desc(sK + wg * 64 * 64, 16, 1024), dV_a = wg_desc(sV + wg * 64 * 64, 16, 1024);
+    // dQ: A = dS^T (MN-major over q), B = K (MN-major over D).
+    constexpr int DQ_KS = D == 128 ? 8 : 4;
+    const uint64_t dS_a = wg_desc(sS + (D == 128 ? 0 : wg * 64 * 64), 8192, 1024);
+    const uint64_t dK_b = wg_desc(sK + (D == 128 ? wg * BN * 64 : 0) + (D == 128 ? 0 : wg * 64 * 64), HALF_K, 1024);
+    const int dq_col0 = D == 128 ? 64 * wg : 0;
+
+    float dk[NJ][4], dv[NJ][4];
+#pragma unroll
+    for (int j = 0; j < NJ; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[j][e] = dv[j][e] = 0.f;
+
+    for (int it = 0; it < iters; it++) {
+        const int h = hk * p.group + it / per_head;
+        const int m = mfirst + it % per_head;
+        const int m0 = m * BM;
+        const int buf = it & 1;
+        bf16 *cQ = sQ + buf * TQ, *cO = sO + buf * TQ;
+        const float *cL = sL + buf * BM, *cD = sDl + buf * BM;
+        cp_async_wait_all();
+        if constexpr (ROPE) {
+            __syncthreads();
+            if (it == 0) rope_tile<D, BN, NT, true>(sK, p.pos, s0, n0, len, sFreq);
+            rope_tile<D, BM, NT, true>(cQ, p.pos, s0, m0, len, sFreq);
+        }
+        fence_async_smem();
+        __syncthreads();
+        if (it + 1 < iters) {
+            int nh = hk * p.group + (it + 1) / per_head, nm = mfirst + (it + 1) % per_head;
+            load_tile<D, BM, NT, true>(sQ + (buf ^ 1) * TQ, p.q, s0, nm * BM, len, p.Hq, nh);
+            load_tile<D, BM, NT, true>(sO + (buf ^ 1) * TQ, p.dout, s0, nm * BM, len, p.Hq, nh);
+            for (int r = threadIdx.x; r < BM; r += NT) {
+                int qr = nm * BM + r;
+                bool ok = qr < len;
+                sL[(buf ^ 1) * BM + r] = ok ? p.lse[(size_t)(s0 + qr) * p.Hq + nh] * kLog2e : 0.f;
+                sDl[(buf ^ 1) * BM + r] = ok ? p.delta[(size_t)(s0 + qr) * p.Hq + nh] : 0.f;
+            }
+        }
+        cp_async_commit();
+
+        const uint64_t dQ_b = wg_desc(cQ, 16, 1024), dO_b = wg_desc(cO, 16, 1024); // K-major (S^T, dP^T)
+        const uint64_t dQ_mn = wg_desc(cQ, HALF_Q, 1024), dO_mn = wg_desc(cO, HALF_Q, 1024); // MN-major (dK, dV)
+
+        // S^T and dP^T (two groups).
+        float st[8][4], dp[8][4];
+        wg_arrive();
+#pragma unroll
+        for (int kk = 0; kk < KSD; kk++) {
+            const uint32_t off = (kk >> 2) * HALF_K + (kk & 3) * 32, offq = (kk >> 2) * HALF_Q + (kk & 3) * 32;
+            wgmma_ss<64, 0, 0>(st, wg_desc_add(dK_a, off), wg_desc_add(dQ_b, offq), kk > 0);
+        }
+        wg_commit();
+#pragma unroll
+        for (int kk = 0; kk < KSD; kk++) {
+            const uint32_t off = (kk >> 2) * HALF_K + (kk & 3) * 32, offq = (kk >> 2) * HALF_Q + (kk & 3) * 32;
+            wgmma_ss<64, 0, 0>(dp, wg_desc_add(dV_a, off), wg_desc_add(dO_b, offq), kk > 0);
+        }
+        wg_commit();
+        wg_wait<1>();
+        wg_fence_acc(st);
+
+        // P^T = exp2(scale_log2 S^T - lse2[q]), masked.
+        const bool need_mask = (m0 < n0 + 64 * wg + 63) || (m0 + BM > len) || (n0 + BN > len);
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int qc = j * 8 + 2 * t4 + (e & 1);
+                float pe = fast_exp2(fmaf(st[j][e], p.scale_log2, -cL[qc]));
+                if (need_mask) {
+                    int q = m0 + qc, key = n0 + key_r0 + (e >> 1) * 8;
+                    if (key > q || q >= len || key >= len) pe = 0.f;
+                }
+                st[j][e] = pe;
+            }
+        }
+        uint32_t pa[4][4];
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) c_to_a(pa[kk], st[2 * kk], st[2 * kk + 1]);
+        // dV += P^T dO.
+        wg_fence_regs(pa);
+        wg_fence_acc(dv);
+        wg_arrive();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) wgmma_rs<D, 1>(dv, pa[kk], wg_desc_add(dO_mn, kk * 2048), 1);
+        wg_commit();
+        wg_wait<1>();
+        wg_fence_acc(dp);
+
+        // dS^T = P^T o (dP^T - delta[q]): A of dK, and to shared memory for dQ.
+        uint32_t da[4][4];
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) st[j][e] *= dp[j][e] - cD[j * 8 + 2 * t4 + (e & 1)];
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) {
+            c_to_a(da[kk], st[2 * kk], st[2 * kk + 1]);
+            // rows key_r0 (+8) of the [BN][64] tile, q columns 16 kk + 2 t4 (+8)
+            *reinterpret_cast<uint32_t *>(sS + tile_off<64, BN, true>(key_r0, 2 * kk) + 2 * t4) = da[kk][0];
+            *reinterpret_cast<uint32_t *>(sS + tile_off<64, BN, true>(key_r0 + 8, 2 * kk) + 2 * t4) = da[kk][1];
+            *reinterpret_cast<uint32_t *>(sS + tile_off<64, BN, true>(key_r0, 2 * kk + 1) + 2 * t4) = da[kk][2];
+            *reinterpret_cast<uint32_t *>(sS + tile_off<64, BN, true>(key_r0 + 8, 2 * kk + 1) + 2 * t4) = da[kk][3];
+        }
+        // dK += dS^T Q.
+        wg_fence_regs(da);
+        wg_fence_acc(dk);
+        wg_arrive();
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) wgmma_rs<D, 1>(dk, da[kk], wg_desc_add(dQ_mn, kk * 2048), 1);
+        wg_commit();
+        fence_async_smem();
+        __syncthreads(); // dS^T of both warpgroups in shared memory
+
+        // dQ (64 queries x 64 columns of this warpgroup).
+        float dq[8][4];
+        wg_arrive();
+#pragma unroll
+        for (int kk = 0; kk < DQ_KS; kk++) wgmma_ss<64, 1, 1>(dq, wg_desc_add(dS_a, kk * 2048), wg_desc_add(dK_b, kk * 2048), kk > 0);
+        wg_commit();
+        wg_wait<0>();
+        wg_fence_acc(dq);
+        wg_fence_acc(dv);
+        wg_fence_acc(dk);
+        wg_fence_regs(pa);
+        wg_fence_regs(da);
+        {
+            const int qa = m0 + 16 * wl + g, qb = qa + 8;
+            float *rowa = p.dq_acc + ((size_t)(s0 + qa) * p.Hq + h) * D + dq_col0;
+            float *rowb = p.dq_acc + ((size_t)(s0 + qb) * p.Hq + h) * D + dq_col0;
+#pragma unroll
+            for (int j = 0; j < 8; j++) {
+                int col = 8 * j + 2 * t4;
+                if (qa < len) atomic_add_f2(rowa + col, dq[j][0], dq[j][1]);
+                if (qb < len) atomic_add_f2(rowb + col, dq[j][2], dq[j][3]);
+            }
+        }
+    }
+
+    // Epilogue: dK *= scale, undo the rotation of k, stage (rows of D) in sK / sV, store.
+#pragma unroll
+    for (int j = 0; j < NJ; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[j][e] *= p.scale;
+    if constexpr (ROPE) {
+#pragma unroll
+        for (int j = 0; j < D / 16; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int kr = n0 + key_r0 + (e >> 1) * 8;
+                if (kr < len) {
+                    int i = j * 8 + 2 * t4 + (e & 1);
+                    float sn, cs;
+                    sincosf((float)p.pos[s0 + kr] * sFreq[i], &sn, &cs);
+                    float y1 = dk[j][e], y2 = dk[j + D / 16][e];
+                    dk[j][e] = y1 * cs + y2 * sn;
+                    dk[j + D / 16][e] = y2 * cs - y1 * sn;
+                }
+            }
+        }
+    }
+    cp_async_wait_all();
+    __syncthreads(); // every warpgroup is done reading sK / sV
+    stage_rows<D>(sK, warp * 16, dk, 1.f, 1.f);
+    stage_rows<D>(sV, warp * 16, dv, 1.f, 1.f);
+    __syncwarp();
+    store_rows<D>(p.dk, sK, warp * 16, s0, n0 + warp * 16, len, p.Hkv, hk);
+    store_rows<D>(p.dv, sV, warp * 16, s0, n0 + warp * 16, len, p.Hkv, hk);
+}
+
 // delta[row] = sum_d dout[row, d] * out[row, d], one warp per (token, head) row.
 __global__ void attn_delta_kernel(float *__restrict__ delta, const bf16 *__restrict__ dout,
                                   const bf16 *__restrict__ out, size_t rows, int D) {
@@ -750,13 +996,42 @@ int launch_bwd(const BwdParams &p, int ndocs, int max_seqlen, int Hkv, cudaStrea
     return OH_CUDA_OK;
 }
 
+// The wgmma backward: sm_90a images only (an sm_80 image falls back to the mma.sync kernel).
+template <int D, bool ROPE> int launch_bwd_wg(const BwdParams &p, int ndocs, int max_seqlen, int Hkv, cudaStream_t st,
+                                              bool *unsupported) {
+    constexpr int smem = bwd_wg_smem_bytes<D>();
+    void (*kern)(const BwdParams) = attn_bwd_wg_kernel<D, ROPE>;
+    static int state = 0; // 0 unknown, 1 ready, -1 no sm_90a image
+    if (state == 0) {
+#ifndef OH_EMU
+        cudaFuncAttributes a;
+        OHC_CUDA(cudaFuncGetAttributes(&a, (const void *)kern));
+        if (a.binaryVersion < 90) state = -1;
+#endif
+        if (state == 0) {
+            OHC_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+            state = 1;
+        }
+    }
+    if (state < 0) {
+        *unsupported = true;
+        return OH_CUDA_OK;
+    }
+    dim3 grid((max_seqlen + 127) / 128, ndocs, Hkv);
+    ATTN_LAUNCH(kern, grid, 256, smem, st, p);
+    OHC_LAUNCH_CHECK();
+    return OH_CUDA_OK;
+}
+
 size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 
-// Backward tile variant (warps per block, 4 or 8; default 8): OH_ATTN_BWD_WARPS,
-// read at each call (bench_ops times both).
-int attn_warps(bool fwd) {
-    const char *e = getenv(fwd ? "OH_ATTN_FWD_WARPS" : "OH_ATTN_BWD_WARPS");
-    return e && atoi(e) == 4 ? 4 : 8;
+// Backward variant: OH_ATTN_BWD_WARPS = wg (2 warpgroups of wgmma, the default
+// on sm_90a), 8 or 4 (mma.sync, 8 or 4 warps of 16 keys); read at each call
+// (bench_ops times them all).
+int attn_bwd_variant() {
+    const char *e = getenv("OH_ATTN_BWD_WARPS");
+    if (!e || !strcmp(e, "wg") || !strcmp(e, "4x32")) return 0;
+    return atoi(e) == 4 ? 4 : 8;
 }
 
 // Forward tile variant: OH_ATTN_FWD_WARPS = 8 (8 warps x 16 rows, BM 128),
@@ -870,7 +1145,19 @@ extern "C" int oh_cuda_attention_bwd(uint16_t *dq, uint16_t *dk, uint16_t *dv, c
     p.scale_log2 = scale * kLog2e;
     p.rope_theta = rope_theta;
     int s;
-    const bool w8 = attn_warps(false) == 8;
+    const int variant = attn_bwd_variant();
+    bool unsupported = false;
+    if (variant == 0) {
+        if (D == 128)
+            s = rope ? launch_bwd_wg<128, true>(p, ndocs, max_seqlen, Hkv, st, &unsupported)
+                     : launch_bwd_wg<128, false>(p, ndocs, max_seqlen, Hkv, st, &unsupported);
+        else
+            s = rope ? launch_bwd_wg<64, true>(p, ndocs, max_seqlen, Hkv, st, &unsupported)
+                     : launch_bwd_wg<64, false>(p, ndocs, max_seqlen, Hkv, st, &unsupported);
+        OHC_TRY(s);
+    }
+    const bool w8 = variant != 4;
+    if (variant != 0 || unsupported) {
     if (D == 128) {
         if (rope)
             s = w8 ? launch_bwd<128, true, 8>(p, ndocs, max_seqlen, Hkv, st)
@@ -887,6 +1174,7 @@ extern "C" int oh_cuda_attention_bwd(uint16_t *dq, uint16_t *dk, uint16_t *dv, c
                    : launch_bwd<64, false, 4>(p, ndocs, max_seqlen, Hkv, st);
     }
     OHC_TRY(s);
+    }
 
     size_t pairs = rows * (D / 2);
     size_t cap = (size_t)ohc_num_sms() * 16;

@@ -57,7 +57,7 @@ typedef std::vector<uint16_t> vech;
 static int g_failures = 0, g_checks = 0;
 static oh_rng g_rng;
 static const char *g_only = NULL;
-static const char *g_attn_warps = "8";
+static const char *g_attn_warps = "wg"; // backward variant (the forward's follows it: 8, 4, 4x32)
 
 // ---- host helpers ----
 static vecf randn(size_t n, float sd = 1.f) {
@@ -647,10 +647,12 @@ int main(int argc, char **argv) {
         test_fused_ce(97, 1003, 64, OH_DTYPE_BF16, OH_DTYPE_BF16);
     }
     if (selected("attn")) {
-        for (const char *w : {"8", "4", "4x32"}) { // the tile variants of attention.cu (attn_fwd_variant, attn_warps)
-            setenv("OH_ATTN_FWD_WARPS", w, 1);
-            setenv("OH_ATTN_BWD_WARPS", w, 1);
-            g_attn_warps = w;
+        // The tile variants of attention.cu (attn_fwd_variant, attn_bwd_variant): forward, backward.
+        const char *variants[][2] = {{"4x32", "wg"}, {"8", "8"}, {"4", "4"}};
+        for (auto &w : variants) {
+            setenv("OH_ATTN_FWD_WARPS", w[0], 1);
+            setenv("OH_ATTN_BWD_WARPS", w[1], 1);
+            g_attn_warps = w[1];
             test_attention({1, 70, 129, 200, 63}, 4, 2, 128, 0.0, 0);
             test_attention({300, 45}, 3, 3, 64, 10000.0, 0);
             test_attention({257}, 2, 1, 128, 500000.0, 1000);

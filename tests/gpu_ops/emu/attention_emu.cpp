@@ -122,10 +122,12 @@ static void run(std::vector<int> docs, int Hq, int Hkv, int D, double theta, emu
 
 int main(int argc, char **argv) {
     oh_rng_seed(&g_rng, argc > 1 ? strtoull(argv[1], NULL, 10) : 7);
-    for (const char *w : {"8", "4", "4x32"}) { // the tile variants (attention.cu: attn_fwd_variant, attn_warps)
-        setenv("OH_ATTN_FWD_WARPS", w, 1);
-        setenv("OH_ATTN_BWD_WARPS", w, 1);
-        printf("---- %s warps per block\n", w);
+    // The tile variants of attention.cu (attn_fwd_variant, attn_bwd_variant): forward, backward.
+    const char *variants[][2] = {{"4x32", "wg"}, {"8", "8"}, {"4", "4"}};
+    for (auto &w : variants) {
+        setenv("OH_ATTN_FWD_WARPS", w[0], 1);
+        setenv("OH_ATTN_BWD_WARPS", w[1], 1);
+        printf("---- forward %s, backward %s\n", w[0], w[1]);
         run({1, 70, 129}, 2, 1, 64, 0.0, emu::POLICY_FORWARD);
         run({130, 5}, 2, 2, 128, 10000.0, emu::POLICY_REVERSE);
         run({64, 65}, 3, 1, 64, 500000.0, emu::POLICY_RANDOM);

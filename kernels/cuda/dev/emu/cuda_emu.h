@@ -5,8 +5,13 @@
  * C++.  Each CUDA thread of a block is a fiber; __syncthreads, __syncwarp and
  * the warp-collective operations (shuffles, ldmatrix, mma.sync) are
  * scheduling points.  A warp collective runs once all 32 lanes have reached it
- * and checks that they all reached the same one.  Blocks run one after the
- * other.
+ * and checks that they all reached the same one.  The warpgroup operations
+ * (wgmma.mma_async bf16 -> f32 with 128-byte-swizzled shared-memory operands,
+ * commit_group, wait_group) are collectives of 128 threads; an issued wgmma
+ * executes at once or, under the random policy, as late as the wait_group
+ * that covers it, so a kernel that touches its operands or accumulators
+ * before that wait gets a result that depends on the policy.  Blocks run one
+ * after the other.
  *
  * What it catches: out-of-range tiles (dynamic shared memory is an exact
  * malloc, poisoned with NaN bytes; run under AddressSanitizer for global
@@ -59,7 +64,8 @@ struct dim3 {
 
 namespace emu {
 
-enum Op { OP_NONE, OP_BAR, OP_SYNCWARP, OP_SHFL, OP_LDMATRIX, OP_MMA_BF16, OP_MMA_F16 };
+enum Op { OP_NONE, OP_BAR, OP_SYNCWARP, OP_SHFL, OP_LDMATRIX, OP_MMA_BF16, OP_MMA_F16,
+          /* warpgroup collectives (128 threads) */ OP_WG_MMA, OP_WG_COMMIT, OP_WG_WAIT };
 enum ShflKind { SHFL_IDX, SHFL_XOR, SHFL_UP, SHFL_DOWN };
 enum Policy { POLICY_FORWARD, POLICY_REVERSE, POLICY_RANDOM };
 
@@ -90,13 +96,35 @@ struct Thread {
     /* mma */
     uint32_t ma[4], mb[2];
     float mc[4], md[4];
+    /* wgmma (warpgroup) */
+    float *wg_d;
+    uint32_t wg_a[4];
+    bool wg_rs, wg_scale_d;
+    uint64_t wg_da, wg_db;
+    int wg_n, wg_ta, wg_tb, wg_wait;
     /* cp.async */
     std::vector<Copy> cur;
     std::vector<std::vector<Copy>> groups;
 };
 
+/* One wgmma.mma_async of a warpgroup, as issued (executed at once or at a later wait_group). */
+struct WgMma {
+    float *d[128];
+    uint32_t a[128][4];
+    bool rs, scale_d;
+    uint64_t da, db;
+    int n, ta, tb;
+    const char *where;
+};
+struct WgQueue {
+    std::vector<WgMma> open;                  /* issued, not committed */
+    std::vector<std::vector<WgMma>> groups;   /* committed, not executed */
+};
+
 struct State {
     std::vector<Thread> th;
+    std::vector<WgQueue> wgq; /* per warpgroup */
+    uint32_t smem_base = 128; /* shared-window address of dynamic shared memory (not 1024-aligned on purpose) */
     int nthreads = 0;
     jmp_buf sched;
     Thread *cur = nullptr;
@@ -297,6 +325,116 @@ inline void resolve_warp(int w) {
     for (int l = 0; l < 32; l++) L[l]->op = OP_NONE;
 }
 
+
+/* ---- wgmma: 128B-swizzled shared-memory operands through matrix descriptors ---- */
+/* Element (mn, k) of a descriptor's operand (k < 16): K-major rows of 128 bytes
+ * in groups of 8 at SBO, or MN-major 64-element rows (one per k) in groups of
+ * 8 k at SBO, 64-wide MN blocks at LBO; the 16-byte chunk of the address is
+ * XORed with bits 7-9 (the hardware's 128-byte swizzle). */
+inline const unsigned char *wg_elem(uint64_t desc, int mn, int k, bool mn_major, const char *where) {
+    State &s = st();
+    if ((desc >> 62) != 1) die("wgmma descriptor: only the 128-byte swizzle is emulated", where);
+    if ((desc >> 49) & 7) die("wgmma descriptor: base offset must be 0 (1024-byte aligned atoms)", where);
+    uint32_t start = (uint32_t)(desc & 0x3FFF) << 4, lbo = (uint32_t)((desc >> 16) & 0x3FFF) << 4,
+             sbo = (uint32_t)((desc >> 32) & 0x3FFF) << 4;
+    uint32_t a;
+    if (!mn_major)
+        a = start + (uint32_t)(mn / 8) * sbo + (uint32_t)(mn % 8) * 128 + 2u * (uint32_t)k;
+    else
+        a = start + (uint32_t)(mn / 64) * lbo + (uint32_t)(k / 8) * sbo + (uint32_t)(k % 8) * 128 + 2u * (uint32_t)(mn % 64);
+    if (!mn_major && ((start & 127) + 2u * 16 > 128)) die("wgmma descriptor: K-major k step crosses a 128-byte row", where);
+    a ^= ((a >> 7) & 7) << 4;
+    if (a < s.smem_base || a + 2 > s.smem_base + s.smem_bytes) die("wgmma operand outside dynamic shared memory", where);
+    return s.smem + (a - s.smem_base);
+}
+
+inline void wg_exec(const WgMma &m) {
+    float A[64][16], B[16][256];
+    for (int r = 0; r < 64; r++)
+        for (int k = 0; k < 16; k++) {
+            uint16_t h;
+            if (m.rs) {
+                int w = r / 16, rr = r % 16, g = rr % 8, hi = rr / 8, t = (k % 8) / 2, lane = g * 4 + t;
+                uint32_t reg = m.a[w * 32 + lane][hi + 2 * (k / 8)];
+                h = (uint16_t)(reg >> (16 * (k & 1)));
+            } else
+                memcpy(&h, wg_elem(m.da, r, k, m.ta != 0, m.where), 2);
+            A[r][k] = bf16_to_f(h);
+        }
+    for (int k = 0; k < 16; k++)
+        for (int c = 0; c < m.n; c++) {
+            uint16_t h;
+            memcpy(&h, wg_elem(m.db, c, k, m.tb != 0, m.where), 2);
+            B[k][c] = bf16_to_f(h);
+        }
+    for (int r = 0; r < 64; r++) {
+        int w = r / 16, rr = r % 16, g = rr % 8, hi = rr / 8;
+        for (int c = 0; c < m.n; c++) {
+            int t = (c % 8) / 2, lane = g * 4 + t;
+            float *d = m.d[w * 32 + lane] + 4 * (c / 8) + 2 * hi + (c & 1);
+            float acc = m.scale_d ? *d : 0.f;
+            for (int k = 0; k < 16; k++) acc = std::fma(A[r][k], B[k][c], acc);
+            *d = acc;
+        }
+    }
+}
+
+inline void wg_flush(WgQueue &q, size_t keep_groups, bool open_too) {
+    while (q.groups.size() > keep_groups) {
+        for (const WgMma &m : q.groups.front()) wg_exec(m);
+        q.groups.erase(q.groups.begin());
+    }
+    if (open_too) {
+        for (const WgMma &m : q.open) wg_exec(m);
+        q.open.clear();
+    }
+}
+
+inline void resolve_warpgroup(int wg) {
+    State &s = st();
+    Thread *L[128];
+    for (int l = 0; l < 128; l++) L[l] = &s.th[wg * 128 + l];
+    Op op = L[0]->op;
+    for (int l = 1; l < 128; l++)
+        if (L[l]->op != op || L[l]->where != L[0]->where) {
+            fprintf(stderr, "emu: thread 0 of the warpgroup at %s, thread %d at %s\n", L[0]->where, l, L[l]->where);
+            die("divergent warpgroup collective", L[0]->where);
+        }
+    s.collectives++;
+    if ((int)s.wgq.size() <= wg) s.wgq.resize(wg + 1);
+    WgQueue &q = s.wgq[wg];
+    if (op == OP_WG_MMA) {
+        WgMma m;
+        m.rs = L[0]->wg_rs;
+        m.scale_d = L[0]->wg_scale_d;
+        m.da = L[0]->wg_da;
+        m.db = L[0]->wg_db;
+        m.n = L[0]->wg_n;
+        m.ta = L[0]->wg_ta;
+        m.tb = L[0]->wg_tb;
+        m.where = L[0]->where;
+        for (int l = 0; l < 128; l++) {
+            const Thread *t = L[l];
+            if (t->wg_rs != m.rs || t->wg_scale_d != m.scale_d || t->wg_db != m.db || (!m.rs && t->wg_da != m.da) ||
+                t->wg_n != m.n || t->wg_ta != m.ta || t->wg_tb != m.tb)
+                die("wgmma operands differ across the warpgroup", m.where);
+            m.d[l] = t->wg_d;
+            memcpy(m.a[l], t->wg_a, sizeof m.a[l]);
+        }
+        if (m.n < 8 || m.n > 256 || m.n % 8) die("wgmma N", m.where);
+        q.open.push_back(m);
+        /* The hardware reads the operands at some point before wait_group: at once or later. */
+        if (s.policy != POLICY_RANDOM || (s.rng() & 1)) wg_flush(q, 0, true);
+    } else if (op == OP_WG_COMMIT) {
+        q.groups.push_back(q.open);
+        q.open.clear();
+    } else if (op == OP_WG_WAIT) {
+        int n = L[0]->wg_wait;
+        wg_flush(q, (size_t)n, false);
+    }
+    for (int l = 0; l < 128; l++) L[l]->op = OP_NONE;
+}
+
 inline void trampoline() {
     State &s = st();
     (*s.fn)();
@@ -329,6 +467,7 @@ inline void run_block() {
         t.uc.uc_link = nullptr;
         makecontext(&t.uc, (void (*)())trampoline, 0);
     }
+    s.wgq.assign((n + 127) / 128, WgQueue());
     std::vector<int> order(n);
     for (int i = 0; i < n; i++) order[i] = i;
     for (;;) {
@@ -359,7 +498,11 @@ inline void run_block() {
             ndone += s.th[i].done;
             nbar += s.th[i].op == OP_BAR;
         }
-        if (ndone == n) break;
+        if (ndone == n) {
+            for (WgQueue &q : s.wgq)
+                if (!q.open.empty() || !q.groups.empty()) die("block exited with wgmma not waited for", nullptr);
+            break;
+        }
         bool progress = false;
         if (nbar == n - ndone) {
             if (ndone) die("__syncthreads reached while some threads of the block have exited", s.th[0].where);
@@ -380,10 +523,23 @@ inline void run_block() {
                     Thread &t = s.th[w * 32 + l];
                     if (t.done || t.op == OP_NONE || t.op == OP_BAR) all = false;
                 }
-                if (all) {
-                    resolve_warp(w);
-                    progress = true;
+                if (!all) continue;
+                if (s.th[w * 32].op >= OP_WG_MMA) { /* a warpgroup collective: all 4 warps */
+                    int wg = w / 4;
+                    if ((wg + 1) * 128 > n) die("warpgroup collective in a block that is not whole warpgroups", s.th[w * 32].where);
+                    bool every = true;
+                    for (int l = 0; l < 128; l++) {
+                        Thread &t = s.th[wg * 128 + l];
+                        if (t.done || t.op < OP_WG_MMA) every = false;
+                    }
+                    if (every) {
+                        resolve_warpgroup(wg);
+                        progress = true;
+                    }
+                    continue;
                 }
+                resolve_warp(w);
+                progress = true;
             }
         }
         if (!progress) {
@@ -489,6 +645,34 @@ inline void emu_mma(float *d, const uint32_t *a, const uint32_t *b, bool bf16, c
     for (int i = 0; i < 4; i++) t->mc[i] = d[i];
     emu::collective(bf16 ? emu::OP_MMA_BF16 : emu::OP_MMA_F16, where);
     for (int i = 0; i < 4; i++) d[i] = t->md[i];
+}
+
+/* Shared-window address of a pointer into dynamic shared memory (__cvta_generic_to_shared). */
+inline uint32_t emu_smem_addr(const void *p) {
+    emu::State &s = emu::st();
+    const unsigned char *c = (const unsigned char *)p;
+    if (c < s.smem || c > s.smem + s.smem_bytes) emu::die("shared address of a pointer outside dynamic shared memory", nullptr);
+    return (uint32_t)(c - s.smem) + s.smem_base;
+}
+/* wgmma.mma_async m64nNk16 bf16 -> f32: d is the thread's N/2 accumulators, a its 4 A registers (or nullptr: A from da). */
+inline void emu_wgmma(float *d, int n, const uint32_t *a, uint64_t da, uint64_t db, int ta, int tb, bool scale_d,
+                      const char *where) {
+    emu::Thread *t = emu::self();
+    t->wg_d = d;
+    t->wg_n = n;
+    t->wg_rs = a != nullptr;
+    for (int i = 0; i < 4; i++) t->wg_a[i] = a ? a[i] : 0u;
+    t->wg_da = a ? 0 : da;
+    t->wg_db = db;
+    t->wg_ta = ta;
+    t->wg_tb = tb;
+    t->wg_scale_d = scale_d;
+    emu::collective(emu::OP_WG_MMA, where);
+}
+inline void emu_wgmma_commit(const char *where) { emu::collective(emu::OP_WG_COMMIT, where); }
+inline void emu_wgmma_wait(int n, const char *where) {
+    emu::self()->wg_wait = n;
+    emu::collective(emu::OP_WG_WAIT, where);
 }
 
 inline float atomicAdd(float *p, float v) {
