@@ -22,7 +22,7 @@
 #include <string.h>
 
 #ifndef OH_ATTN_FWD_DEFAULT
-#define OH_ATTN_FWD_DEFAULT 2 // 4 warps x 32 rows (see attn_fwd_variant): fastest at T 8192 on H100
+#define OH_ATTN_FWD_DEFAULT 3 // wgmma warpgroups (see attn_fwd_variant)
 #endif
 
 namespace {
@@ -420,6 +420,165 @@ template <int D, bool ROPE, int NW, int MT> __global__ void __launch_bounds__(32
                 int qr = qr0 + 16 * i + 8 * r;
                 if (qr < len) p.lse[(size_t)(s0 + qr) * p.Hq + h] = (mrow[i][r] + log2f(lrow[i][r])) * kLn2;
             }
+    }
+}
+
+
+// ------------------------------------------------------- forward, wgmma (sm_90a)
+//
+// One block of 2 warpgroups per 128 queries of one document and head; each
+// warpgroup owns 64 query rows.  Per 128-key tile (K, V double-buffered through
+// cp.async, all tiles in the wgmma 128-byte-swizzle layout):
+//   S  = Q K^T    (64 x 128, shared x shared), masked online softmax in registers
+//   O += P V      (A = P in registers, V MN-major)
+template <int D> constexpr int fwd_wg_smem_bytes() { return 1024 + (128 * D + 4 * 128 * D) * 2 + (D / 2) * 4; }
+
+template <int D, bool ROPE> __global__ void __launch_bounds__(256, 1) attn_fwd_wg_kernel(const FwdParams p) {
+    constexpr int NT = 256, BM = 128, BN = 128, NJ = D / 8, KSD = D / 16;
+    constexpr int TK = BN * D;                                  // elements of one K / V buffer
+    constexpr uint32_t HALF_Q = BM * 64 * 2, HALF_K = BN * 64 * 2; // bytes of one 64-column block
+    unsigned char *smem_raw = ATTN_SMEM();
+    unsigned char *smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
+    bf16 *sQ = reinterpret_cast<bf16 *>(smem); // [D/64][BM][64]
+    bf16 *sK = sQ + BM * D;                    // [2][D/64][BN][64]
+    bf16 *sV = sK + 2 * TK;                    // [2][D/64][BN][64]
+    float *sFreq = reinterpret_cast<float *>(sV + 2 * TK);
+
+    const long long per = (long long)gridDim.y * gridDim.z,
+                    lin = blockIdx.x + gridDim.x * (blockIdx.y + (long long)gridDim.y * blockIdx.z);
+    const int mblk = (int)(gridDim.x - 1 - lin / per);
+    const int doc = (int)((lin % per) % gridDim.y), h = (int)((lin % per) / gridDim.y);
+    const int s0 = p.cu[doc], len = p.cu[doc + 1] - s0;
+    const int m0 = mblk * BM;
+    if (m0 >= len) return;
+    const int hk = h / p.group;
+    const int wg = threadIdx.x >> 7, warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
+    const int nkb = (min(m0 + BM, len) + BN - 1) / BN;
+    const int wrow0 = 64 * wg;                        // this warpgroup's first row in the block
+    const int wg_last = min(m0 + wrow0 + 63, len - 1); // its last valid query
+    const bool wg_rows = m0 + wrow0 < len;
+    const int qr0 = m0 + 16 * warp + g; // document-relative query of c[0], c[1]; +8 for c[2], c[3]
+
+    if constexpr (ROPE) init_freq<D, NT>(sFreq, p.rope_theta);
+    load_tile<D, BM, NT, true>(sQ, p.q, s0, m0, len, p.Hq, h);
+    load_tile<D, BN, NT, true>(sK, p.k, s0, 0, len, p.Hkv, hk);
+    load_tile<D, BN, NT, true>(sV, p.v, s0, 0, len, p.Hkv, hk);
+    cp_async_commit();
+
+    const uint64_t dQ_a = wg_desc(sQ + wrow0 * 64, 16, 1024);
+    float o[NJ][4];
+#pragma unroll
+    for (int j = 0; j < NJ; j++) o[j][0] = o[j][1] = o[j][2] = o[j][3] = 0.f;
+    float mrow[2] = {-INFINITY, -INFINITY}, lrow[2] = {0.f, 0.f};
+
+    for (int n = 0; n < nkb; n++) {
+        cp_async_wait_all();
+        if constexpr (ROPE) {
+            __syncthreads();
+            if (n == 0) rope_tile<D, BM, NT, true>(sQ, p.pos, s0, m0, len, sFreq);
+            rope_tile<D, BN, NT, true>(sK + (n & 1) * TK, p.pos, s0, n * BN, len, sFreq);
+        }
+        fence_async_smem();
+        __syncthreads();
+        if (n + 1 < nkb) {
+            load_tile<D, BN, NT, true>(sK + ((n + 1) & 1) * TK, p.k, s0, (n + 1) * BN, len, p.Hkv, hk);
+            load_tile<D, BN, NT, true>(sV + ((n + 1) & 1) * TK, p.v, s0, (n + 1) * BN, len, p.Hkv, hk);
+        }
+        cp_async_commit();
+        if (!wg_rows || n * BN > wg_last) continue; // (warpgroup-uniform) every key of the tile is masked
+        const bf16 *cK = sK + (n & 1) * TK, *cV = sV + (n & 1) * TK;
+        const uint64_t dK_b = wg_desc(cK, 16, 1024), dV_b = wg_desc(cV, HALF_K, 1024);
+
+        float sc[16][4];
+        wg_arrive();
+#pragma unroll
+        for (int kk = 0; kk < KSD; kk++) {
+            const uint32_t oq = (kk >> 2) * HALF_Q + (kk & 3) * 32, ok = (kk >> 2) * HALF_K + (kk & 3) * 32;
+            wgmma_ss<128, 0, 0>(sc, wg_desc_add(dQ_a, oq), wg_desc_add(dK_b, ok), kk > 0);
+        }
+        wg_commit();
+        wg_wait<0>();
+        wg_fence_acc(sc);
+        wg_fence_acc(o);
+
+        // Mask, online softmax (log2 domain).
+        const bool need_mask = ((n + 1) * BN - 1 > m0 + wrow0) || ((n + 1) * BN > len);
+        float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float x = sc[j][e];
+                if (need_mask) {
+                    int key = n * BN + j * 8 + 2 * t4 + (e & 1);
+                    int qr = qr0 + (e >> 1) * 8;
+                    if (key > qr || key >= len) x = -INFINITY;
+                }
+                sc[j][e] = x;
+                mx[e >> 1] = fmaxf(mx[e >> 1], x);
+            }
+        }
+        float mu[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+            float mnew = fmaxf(mrow[r], mx[r] * p.scale_log2);
+            mu[r] = mnew == -INFINITY ? 0.f : mnew;
+            float corr = fast_exp2(mrow[r] - mu[r]);
+            mrow[r] = mnew;
+            lrow[r] *= corr;
+#pragma unroll
+            for (int j = 0; j < NJ; j++) {
+                o[j][2 * r] *= corr;
+                o[j][2 * r + 1] *= corr;
+            }
+        }
+        uint32_t pa[8][4];
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                float pe = fast_exp2(fmaf(sc[j][e], p.scale_log2, -mu[e >> 1]));
+                sc[j][e] = pe;
+                lrow[e >> 1] += pe;
+            }
+        }
+#pragma unroll
+        for (int kk = 0; kk < 8; kk++) c_to_a(pa[kk], sc[2 * kk], sc[2 * kk + 1]);
+
+        // O += P V.
+        wg_fence_regs(pa);
+        wg_fence_acc(o);
+        wg_arrive();
+#pragma unroll
+        for (int kk = 0; kk < 8; kk++) wgmma_rs<D, 1>(o, pa[kk], wg_desc_add(dV_b, kk * 2048), 1);
+        wg_commit();
+        wg_wait<0>();
+        wg_fence_acc(o);
+        wg_fence_regs(pa);
+    }
+
+    // Epilogue: normalise, stage the rows in sQ (rows of D: after a barrier, as
+    // the other warpgroup may still read its Q rows), store.
+    float inv[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 1);
+        lrow[r] += __shfl_xor_sync(0xffffffffu, lrow[r], 2);
+        inv[r] = lrow[r] > 0.f ? 1.f / lrow[r] : 0.f;
+    }
+    cp_async_wait_all();
+    __syncthreads();
+    stage_rows<D>(sQ, 16 * warp, o, inv[0], inv[1]);
+    __syncwarp();
+    store_rows<D>(p.out, sQ, 16 * warp, s0, m0 + 16 * warp, len, p.Hq, h);
+    if (t4 == 0) {
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+            int qr = qr0 + 8 * r;
+            if (qr < len) p.lse[(size_t)(s0 + qr) * p.Hq + h] = (mrow[r] + log2f(lrow[r])) * kLn2;
+        }
     }
 }
 
@@ -1040,9 +1199,37 @@ int attn_bwd_variant() {
 int attn_fwd_variant() {
     const char *e = getenv("OH_ATTN_FWD_WARPS");
     if (!e) return OH_ATTN_FWD_DEFAULT;
+    if (!strcmp(e, "wg")) return 3;
     if (!strcmp(e, "4x32")) return 2;
     if (!strcmp(e, "4")) return 1;
     return 0;
+}
+
+// The wgmma forward: sm_90a images only (*unsupported set otherwise: the caller falls back).
+template <int D, bool ROPE> int launch_fwd_wg(const FwdParams &p, int ndocs, int max_seqlen, int Hq, cudaStream_t st,
+                                              bool *unsupported) {
+    constexpr int smem = fwd_wg_smem_bytes<D>();
+    void (*kern)(const FwdParams) = attn_fwd_wg_kernel<D, ROPE>;
+    static int state = 0; // 0 unknown, 1 ready, -1 no sm_90a image
+    if (state == 0) {
+#ifndef OH_EMU
+        cudaFuncAttributes a;
+        OHC_CUDA(cudaFuncGetAttributes(&a, (const void *)kern));
+        if (a.binaryVersion < 90) state = -1;
+#endif
+        if (state == 0) {
+            OHC_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+            state = 1;
+        }
+    }
+    if (state < 0) {
+        *unsupported = true;
+        return OH_CUDA_OK;
+    }
+    dim3 grid((max_seqlen + 127) / 128, ndocs, Hq);
+    ATTN_LAUNCH(kern, grid, 256, smem, st, p);
+    OHC_LAUNCH_CHECK();
+    return OH_CUDA_OK;
 }
 
 template <int NW, int MT>
@@ -1089,7 +1276,17 @@ extern "C" int oh_cuda_attention_fwd(uint16_t *out, float *lse, const uint16_t *
     p.scale_log2 = scale * kLog2e;
     p.rope_theta = rope_theta;
     cudaStream_t st = ohc_stream(stream);
-    switch (attn_fwd_variant()) {
+    int variant = attn_fwd_variant();
+    if (variant == 3) {
+        bool unsupported = false;
+        int s = D == 128 ? (rope ? launch_fwd_wg<128, true>(p, ndocs, max_seqlen, Hq, st, &unsupported)
+                                 : launch_fwd_wg<128, false>(p, ndocs, max_seqlen, Hq, st, &unsupported))
+                         : (rope ? launch_fwd_wg<64, true>(p, ndocs, max_seqlen, Hq, st, &unsupported)
+                                 : launch_fwd_wg<64, false>(p, ndocs, max_seqlen, Hq, st, &unsupported));
+        if (s != OH_CUDA_OK || !unsupported) return s;
+        variant = 2; // no sm_90a image: the mma.sync kernel
+    }
+    switch (variant) {
     case 1: return dispatch_fwd<4, 1>(p, D, rope, ndocs, max_seqlen, Hq, st);
     case 2: return dispatch_fwd<4, 2>(p, D, rope, ndocs, max_seqlen, Hq, st);
     default: return dispatch_fwd<8, 1>(p, D, rope, ndocs, max_seqlen, Hq, st);

@@ -57,7 +57,7 @@ typedef std::vector<uint16_t> vech;
 static int g_failures = 0, g_checks = 0;
 static oh_rng g_rng;
 static const char *g_only = NULL;
-static const char *g_attn_warps = "wg"; // backward variant (the forward's follows it: 8, 4, 4x32)
+static char g_attn_variant[24] = "default"; // forward/backward variant of attention.cu, in check names
 
 // ---- host helpers ----
 static vecf randn(size_t n, float sd = 1.f) {
@@ -534,8 +534,8 @@ static void test_attention(const std::vector<int> &docs, int Hq, int Hkv, int D,
         if (L > maxlen) maxlen = L;
     }
     int nd = (int)docs.size();
-    snprintf(cfg, sizeof cfg, "T%d docs%d Hq%d Hkv%d D%d%s w%s", T, nd, Hq, Hkv, D, theta > 0 ? " rope" : "",
-             g_attn_warps);
+    snprintf(cfg, sizeof cfg, "T%d docs%d Hq%d Hkv%d D%d%s %s", T, nd, Hq, Hkv, D, theta > 0 ? " rope" : "",
+             g_attn_variant);
     const double scale = 1.0 / sqrt((double)D);
     vecf q = randn((size_t)T * Hq * D), k = randn((size_t)T * Hkv * D), v = randn((size_t)T * Hkv * D),
          dout = randn((size_t)T * Hq * D);
@@ -648,11 +648,11 @@ int main(int argc, char **argv) {
     }
     if (selected("attn")) {
         // The tile variants of attention.cu (attn_fwd_variant, attn_bwd_variant): forward, backward.
-        const char *variants[][2] = {{"4x32", "wg"}, {"8", "8"}, {"4", "4"}};
+        const char *variants[][2] = {{"wg", "wg"}, {"4x32", "8"}, {"8", "4"}, {"4", "wg"}};
         for (auto &w : variants) {
             setenv("OH_ATTN_FWD_WARPS", w[0], 1);
             setenv("OH_ATTN_BWD_WARPS", w[1], 1);
-            g_attn_warps = w[1];
+            snprintf(g_attn_variant, sizeof g_attn_variant, "%s/%s", w[0], w[1]);
             test_attention({1, 70, 129, 200, 63}, 4, 2, 128, 0.0, 0);
             test_attention({300, 45}, 3, 3, 64, 10000.0, 0);
             test_attention({257}, 2, 1, 128, 500000.0, 1000);
