@@ -1,18 +1,29 @@
-// attention.cu: causal varlen flash attention, forward and backward, mma.sync bf16.
+// attention.cu: causal varlen flash attention, forward and backward.
 //
-// Tiles of 16-row warp slices (tile variants below).  Shared-memory tiles are
-// row-major [rows][D] bf16 with the 16-byte chunks of a row XOR-swizzled by
-// (row & 7), so that ldmatrix reads of 8 rows at one column hit 8 bank groups.
+// Two families of kernels:
+//  * wgmma (sm_90a, the default): 2 warpgroups per block, tiles in the wgmma
+//    128-byte-swizzle layout, products through wgmma.mma_async (wgmma.cuh).
+//    Forward: 64 query rows per warpgroup, 128-key tiles, online softmax in
+//    registers.  Backward: 64 keys per warpgroup, dK / dV in registers, 64-query
+//    tiles; dQ from dS^T in shared memory, added to an fp32 accumulator with
+//    atomics.  See attn_fwd_wg_kernel / attn_bwd_wg_kernel.
+//  * mma.sync (sm_80+; variants kept for comparison and for images without
+//    sm_90a): tiles of 16-row warp slices, row-major [rows][D] bf16 tiles with
+//    the 16-byte chunks of a row XOR-swizzled by (row & 7), so that ldmatrix
+//    reads of 8 rows at one column hit 8 bank groups.
 //
-// Forward (one block per BM queries of one document and head, x 64 keys per
-// step; default 4 warps of 32 query rows, BM 128): K/V tiles double-buffered
+// Variants: OH_ATTN_FWD_WARPS = wg | 4x32 | 8 | 4, OH_ATTN_BWD_WARPS = wg | 8 | 4
+// (attn_fwd_variant, attn_bwd_variant); bench_ops times them, test_ops checks them.
+//
+// mma.sync forward (one block per BM queries of one document and head, x 64
+// keys per step; 4 warps of 32 query rows, BM 128): K/V tiles double-buffered
 // through cp.async, online softmax in the log2 domain, O staged through
 // shared memory for 16-byte stores.  Blocks are handed out heaviest first.
-// Backward (one block per 16 NW keys of one document and kv head, looping over
-// the heads of its GQA group and the query blocks at or after the diagonal):
-// each warp owns 16 keys and keeps their dK, dV in registers; dS^T goes
-// through shared memory for dQ, which is added to an fp32 accumulator with
-// atomics and converted (and un-rotated) by a last kernel.
+// mma.sync backward (one block per 16 NW keys of one document and kv head,
+// looping over the heads of its GQA group and the query blocks at or after the
+// diagonal): each warp owns 16 keys and keeps their dK, dV in registers; dS^T
+// goes through shared memory for dQ, which is added to an fp32 accumulator
+// with atomics and converted (and un-rotated) by a last kernel (both families).
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/ops_common.cuh"
 #include "kernels/cuda/wgmma.cuh"
