@@ -172,7 +172,8 @@ static const double TOL_F32 = 1e-4;  // fp32 outputs from bf16 inputs, fp32 math
 static const double TOL_ATTN_BWD = 2e-2; // bf16 P and dS feed the tensor cores
 
 // ================================================================ GEMM
-static void test_gemm(int T, int I, int O) {
+// tag: printed after "gemm" (the OH_GEMM_TUNE_PICK setting of the run, or "").
+static void test_gemm(int T, int I, int O, const char *tag = "") {
     char nm[96];
     Dev d;
     vecf x = randn((size_t)T * I), w = randn((size_t)O * I, 0.05f), dy = randn((size_t)T * O);
@@ -185,9 +186,9 @@ static void test_gemm(int T, int I, int O) {
         float *yf = d.f32_poison((size_t)T * O);
         OP(oh_cuda_linear_fwd(y, OH_DTYPE_BF16, dx_, dw_, T, I, O, 0));
         OP(oh_cuda_linear_fwd(yf, OH_DTYPE_F32, dx_, dw_, T, I, O, 0));
-        snprintf(nm, sizeof nm, "gemm fwd bf16 T%d I%d O%d", T, I, O);
+        snprintf(nm, sizeof nm, "gemm%s fwd bf16 T%d I%d O%d", tag, T, I, O);
         check(nm, get_bf16(y, ref.size()), ref, TOL_BF16);
-        snprintf(nm, sizeof nm, "gemm fwd f32 T%d I%d O%d", T, I, O);
+        snprintf(nm, sizeof nm, "gemm%s fwd f32 T%d I%d O%d", tag, T, I, O);
         check(nm, get_f32(yf, ref.size()), ref, TOL_F32);
     }
     {
@@ -202,13 +203,13 @@ static void test_gemm(int T, int I, int O) {
         OP(oh_cuda_linear_bwd_data(gin, OH_DTYPE_BF16, ddy, dw_, T, I, O, 1, 0));
         OP(oh_cuda_linear_bwd_data(gin0, OH_DTYPE_BF16, ddy, dw_, T, I, O, 0, 0));
         OP(oh_cuda_linear_bwd_weight(gw, OH_DTYPE_F32, ddy, dx_, T, I, O, 0));
-        snprintf(nm, sizeof nm, "gemm bwd dX += (bf16) T%d I%d O%d", T, I, O);
+        snprintf(nm, sizeof nm, "gemm%s bwd dX += (bf16) T%d I%d O%d", tag, T, I, O);
         check(nm, get_bf16(gin, rin.size()), rin, TOL_BF16);
         vecf r0((size_t)T * I, 0.f);
         cpu_linear_bwd_f32(r0.data(), NULL, dy.data(), x.data(), w.data(), T, I, O);
-        snprintf(nm, sizeof nm, "gemm bwd dX = (bf16) T%d I%d O%d", T, I, O);
+        snprintf(nm, sizeof nm, "gemm%s bwd dX = (bf16) T%d I%d O%d", tag, T, I, O);
         check(nm, get_bf16(gin0, r0.size()), r0, TOL_BF16);
-        snprintf(nm, sizeof nm, "gemm bwd dW += (f32) T%d I%d O%d", T, I, O);
+        snprintf(nm, sizeof nm, "gemm%s bwd dW += (f32) T%d I%d O%d", tag, T, I, O);
         check(nm, get_f32(gw, rw.size()), rw, TOL_F32);
     }
 }
@@ -620,6 +621,19 @@ int main(int argc, char **argv) {
         test_gemm(77, 203, 129);
         test_gemm(250, 256, 384);
         test_gemm(1000, 1024, 768); // several cuBLASLt candidates timed on first use (beta 1 must stay intact)
+        // The candidates gemm.cu builds itself (split-K, other tiles, ...): the choice
+        // restricted to them (OH_GEMM_TUNE_PICK, where the shape has any), so that their
+        // products and beta-1 accumulation (dX +=, dW +=) are checked; long K for split-K.
+        for (const char *pick : {"splitk", "extra"}) {
+            setenv("OH_GEMM_TUNE_PICK", pick, 1);
+            oh_cuda_gemm_release(); // plans are cached per shape: tune again
+            char tag[16];
+            snprintf(tag, sizeof tag, "[%s]", pick);
+            test_gemm(2048, 384, 320, tag);
+            test_gemm(1024, 203, 129, tag); // rows of 203 bf16: 2-byte alignment only
+        }
+        unsetenv("OH_GEMM_TUNE_PICK");
+        oh_cuda_gemm_release();
     }
     if (selected("rmsnorm")) {
         test_rmsnorm(37, 3840);
