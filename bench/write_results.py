@@ -550,7 +550,7 @@ def render_attention(P, ops, sdpa, sdpa_note):
     P.add("## Attention: causal, bf16, 30 heads x 128, vs torch SDPA flash (FA2) and cuDNN", "")
     P.add("Target (docs/PERF.md): forward + backward at T 8192 above SDPA flash; aim at cuDNN. TFLOP/s count the "
           "causal half (fwd 2*2*T^2*H*D/2; fwd+bwd 3.5x). Ours: the best tile variant per row (variant in "
-          "brackets: forward/backward variant of attention.cu: forward warps 4x32, 8 or 4; backward wg (wgmma warpgroups), 8 or 4 warps).", "")
+          "brackets: forward/backward variant of attention.cu: wg = wgmma warpgroups (the default both ways), else mma.sync warps: forward 4x32, 8 or 4, backward 8 or 4).", "")
     ours = (ops or {}).get("attn")
     peer = (sdpa or {}).get("attn")
     if ours is None:
