@@ -611,16 +611,54 @@ template <int D, int NW> constexpr int bwd_smem_bytes() {
 }
 
 // Query tile `m` of head h into buffer `buf`: Q and dO by cp.async, lse (log2 units) and delta by plain stores.
-template <int D, int BM, int NT> __device__ __forceinline__ void
+template <int D, int BM, int NT, bool W128 = false> __device__ __forceinline__ void
 bwd_load_q(const BwdParams &p, bf16 *sQb, bf16 *sOb, float *sLb, float *sDb, int s0, int len, int m, int h) {
-    load_tile<D, BM, NT>(sQb, p.q, s0, m * BM, len, p.Hq, h);
-    load_tile<D, BM, NT>(sOb, p.dout, s0, m * BM, len, p.Hq, h);
+    load_tile<D, BM, NT, W128>(sQb, p.q, s0, m * BM, len, p.Hq, h);
+    load_tile<D, BM, NT, W128>(sOb, p.dout, s0, m * BM, len, p.Hq, h);
     for (int r = threadIdx.x; r < BM; r += NT) {
         int qr = m * BM + r;
         bool ok = qr < len;
         sLb[r] = ok ? p.lse[(size_t)(s0 + qr) * p.Hq + h] * kLog2e : 0.f;
         sDb[r] = ok ? p.delta[(size_t)(s0 + qr) * p.Hq + h] : 0.f;
     }
+}
+
+// The backward's end, both families: dK *= scale, undo the rotation of k, stage
+// the warp's 16 key rows (block rows 16 warp..; rows of D) in sK / sV once every
+// warp is done reading them, store dK and dV.
+template <int D, bool ROPE>
+__device__ __forceinline__ void bwd_epilogue(const BwdParams &p, float (&dk)[D / 8][4], float (&dv)[D / 8][4], bf16 *sK,
+                                             bf16 *sV, const float *sFreq, int s0, int n0, int len, int hk) {
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, t4 = lane & 3;
+    const int key_r0 = 16 * warp + (lane >> 2);
+#pragma unroll
+    for (int j = 0; j < D / 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[j][e] *= p.scale;
+    if constexpr (ROPE) {
+#pragma unroll
+        for (int j = 0; j < D / 16; j++) {
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                int kr = n0 + key_r0 + (e >> 1) * 8;
+                if (kr < len) {
+                    int i = j * 8 + 2 * t4 + (e & 1);
+                    float sn, cs;
+                    sincosf((float)p.pos[s0 + kr] * sFreq[i], &sn, &cs);
+                    float y1 = dk[j][e], y2 = dk[j + D / 16][e];
+                    dk[j][e] = y1 * cs + y2 * sn;
+                    dk[j + D / 16][e] = y2 * cs - y1 * sn;
+                }
+            }
+        }
+    }
+    cp_async_wait_all();
+    __syncthreads(); // every warp is done reading sK / sV
+    stage_rows<D>(sK, warp * 16, dk, 1.f, 1.f);
+    stage_rows<D>(sV, warp * 16, dv, 1.f, 1.f);
+    __syncwarp();
+    store_rows<D>(p.dk, sK, warp * 16, s0, n0 + warp * 16, len, p.Hkv, hk);
+    store_rows<D>(p.dv, sV, warp * 16, s0, n0 + warp * 16, len, p.Hkv, hk);
 }
 
 template <int D, bool ROPE, int NW> __global__ void __launch_bounds__(32 * NW, NW == 4 ? 2 : 1)
@@ -812,35 +850,7 @@ template <int D, bool ROPE, int NW> __global__ void __launch_bounds__(32 * NW, N
         }
     }
 
-    // Epilogue: dK *= scale, undo the rotation of k, stage in sK / sV, store.
-#pragma unroll
-    for (int j = 0; j < D / 8; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) dk[j][e] *= p.scale;
-    if constexpr (ROPE) {
-#pragma unroll
-        for (int j = 0; j < D / 16; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int kr = n0 + key_r0 + (e >> 1) * 8;
-                if (kr < len) {
-                    int i = j * 8 + 2 * t4 + (e & 1);
-                    float sn, cs;
-                    sincosf((float)p.pos[s0 + kr] * sFreq[i], &sn, &cs);
-                    float y1 = dk[j][e], y2 = dk[j + D / 16][e];
-                    dk[j][e] = y1 * cs + y2 * sn;
-                    dk[j + D / 16][e] = y2 * cs - y1 * sn;
-                }
-            }
-        }
-    }
-    cp_async_wait_all();
-    __syncthreads(); // every warp is done reading sK / sV
-    stage_rows<D>(sK, warp * 16, dk, 1.f, 1.f);
-    stage_rows<D>(sV, warp * 16, dv, 1.f, 1.f);
-    __syncwarp();
-    store_rows<D>(p.dk, sK, warp * 16, s0, n0 + warp * 16, len, p.Hkv, hk);
-    store_rows<D>(p.dv, sV, warp * 16, s0, n0 + warp * 16, len, p.Hkv, hk);
+    bwd_epilogue<D, ROPE>(p, dk, dv, sK, sV, sFreq, s0, n0, len, hk);
 }
 
 
@@ -895,14 +905,7 @@ template <int D, bool ROPE> __global__ void __launch_bounds__(256, 1) attn_bwd_w
     if constexpr (ROPE) init_freq<D, NT>(sFreq, p.rope_theta);
     load_tile<D, BN, NT, true>(sK, p.k, s0, n0, len, p.Hkv, hk);
     load_tile<D, BN, NT, true>(sV, p.v, s0, n0, len, p.Hkv, hk);
-    load_tile<D, BM, NT, true>(sQ, p.q, s0, mfirst * BM, len, p.Hq, hk * p.group);
-    load_tile<D, BM, NT, true>(sO, p.dout, s0, mfirst * BM, len, p.Hq, hk * p.group);
-    for (int r = threadIdx.x; r < BM; r += NT) {
-        int qr = mfirst * BM + r, h0 = hk * p.group;
-        bool ok = qr < len;
-        sL[r] = ok ? p.lse[(size_t)(s0 + qr) * p.Hq + h0] * kLog2e : 0.f;
-        sDl[r] = ok ? p.delta[(size_t)(s0 + qr) * p.Hq + h0] : 0.f;
-    }
+    bwd_load_q<D, BM, NT, true>(p, sQ, sO, sL, sDl, s0, len, mfirst, hk * p.group);
     cp_async_commit();
 
     // Descriptors (start of k step 0): this warpgroup's 64 keys of K and V (K-major, A of S^T / dP^T).
@@ -936,14 +939,8 @@ template <int D, bool ROPE> __global__ void __launch_bounds__(256, 1) attn_bwd_w
         __syncthreads();
         if (it + 1 < iters) {
             int nh = hk * p.group + (it + 1) / per_head, nm = mfirst + (it + 1) % per_head;
-            load_tile<D, BM, NT, true>(sQ + (buf ^ 1) * TQ, p.q, s0, nm * BM, len, p.Hq, nh);
-            load_tile<D, BM, NT, true>(sO + (buf ^ 1) * TQ, p.dout, s0, nm * BM, len, p.Hq, nh);
-            for (int r = threadIdx.x; r < BM; r += NT) {
-                int qr = nm * BM + r;
-                bool ok = qr < len;
-                sL[(buf ^ 1) * BM + r] = ok ? p.lse[(size_t)(s0 + qr) * p.Hq + nh] * kLog2e : 0.f;
-                sDl[(buf ^ 1) * BM + r] = ok ? p.delta[(size_t)(s0 + qr) * p.Hq + nh] : 0.f;
-            }
+            bwd_load_q<D, BM, NT, true>(p, sQ + (buf ^ 1) * TQ, sO + (buf ^ 1) * TQ, sL + (buf ^ 1) * BM,
+                                        sDl + (buf ^ 1) * BM, s0, len, nm, nh);
         }
         cp_async_commit();
 
@@ -1046,35 +1043,7 @@ template <int D, bool ROPE> __global__ void __launch_bounds__(256, 1) attn_bwd_w
         }
     }
 
-    // Epilogue: dK *= scale, undo the rotation of k, stage (rows of D) in sK / sV, store.
-#pragma unroll
-    for (int j = 0; j < NJ; j++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) dk[j][e] *= p.scale;
-    if constexpr (ROPE) {
-#pragma unroll
-        for (int j = 0; j < D / 16; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int kr = n0 + key_r0 + (e >> 1) * 8;
-                if (kr < len) {
-                    int i = j * 8 + 2 * t4 + (e & 1);
-                    float sn, cs;
-                    sincosf((float)p.pos[s0 + kr] * sFreq[i], &sn, &cs);
-                    float y1 = dk[j][e], y2 = dk[j + D / 16][e];
-                    dk[j][e] = y1 * cs + y2 * sn;
-                    dk[j + D / 16][e] = y2 * cs - y1 * sn;
-                }
-            }
-        }
-    }
-    cp_async_wait_all();
-    __syncthreads(); // every warpgroup is done reading sK / sV
-    stage_rows<D>(sK, warp * 16, dk, 1.f, 1.f);
-    stage_rows<D>(sV, warp * 16, dv, 1.f, 1.f);
-    __syncwarp();
-    store_rows<D>(p.dk, sK, warp * 16, s0, n0 + warp * 16, len, p.Hkv, hk);
-    store_rows<D>(p.dv, sV, warp * 16, s0, n0 + warp * 16, len, p.Hkv, hk);
+    bwd_epilogue<D, ROPE>(p, dk, dv, sK, sV, sFreq, s0, n0, len, hk);
 }
 
 // delta[row] = sum_d dout[row, d] * out[row, d], one warp per (token, head) row.
