@@ -220,7 +220,7 @@ static void bench_attention(bool quick) {
         int reps = T >= 32768 ? 5 : g_reps;
         double flops = (double)c.ndocs * 2.0 * 2.0 * (double)L * L * H * D / 2.0;
         // The tile variants of attention.cu (attn_fwd_variant, attn_bwd_variant), as forward/backward.
-        const char *variants[][2] = {{"wg", "wg"}, {"4x32", "wg"}, {"4x32", "8"}, {"8", "8"}};
+        const char *variants[][2] = {{"wg", "wg"}, {"wg3", "wg"}, {"4x32", "wg"}, {"4x32", "8"}};
         for (auto &w : variants) {
             setenv("OH_ATTN_FWD_WARPS", w[0], 1);
             setenv("OH_ATTN_BWD_WARPS", w[1], 1);

@@ -3,8 +3,9 @@
 // Two families of kernels:
 //  * wgmma (sm_90a, the default): 2 warpgroups per block, tiles in the wgmma
 //    128-byte-swizzle layout, products through wgmma.mma_async (wgmma.cuh).
-//    Forward: 64 query rows per warpgroup, 128-key tiles, online softmax in
-//    registers.  Backward: 64 keys per warpgroup, dK / dV in registers, 64-query
+//    Forward: 64 query rows per warpgroup, online softmax in registers; 3
+//    warpgroups x 64-key tiles (wg3, the default: 1.538 vs 1.619 ms at T 8192,
+//    30 x 128, H100) or 2 x 128 (wg).  Backward: 64 keys per warpgroup, dK / dV in registers, 64-query
 //    tiles; dQ from dS^T in shared memory, added to an fp32 accumulator with
 //    atomics.  See attn_fwd_wg_kernel / attn_bwd_wg_kernel.
 //  * mma.sync (sm_80+; variants kept for comparison and for images without
@@ -12,7 +13,7 @@
 //    the 16-byte chunks of a row XOR-swizzled by (row & 7), so that ldmatrix
 //    reads of 8 rows at one column hit 8 bank groups.
 //
-// Variants: OH_ATTN_FWD_WARPS = wg | 4x32 | 8 | 4, OH_ATTN_BWD_WARPS = wg | 8 | 4
+// Variants: OH_ATTN_FWD_WARPS = wg3 | wg | 4x32 | 8 | 4, OH_ATTN_BWD_WARPS = wg | 8 | 4
 // (attn_fwd_variant, attn_bwd_variant); bench_ops times them, test_ops checks them.
 //
 // mma.sync forward (one block per BM queries of one document and head, x 64
@@ -33,7 +34,7 @@
 #include <string.h>
 
 #ifndef OH_ATTN_FWD_DEFAULT
-#define OH_ATTN_FWD_DEFAULT 3 // wgmma warpgroups (see attn_fwd_variant)
+#define OH_ATTN_FWD_DEFAULT 4 // 3 wgmma warpgroups x 64 keys (see attn_fwd_variant)
 #endif
 
 namespace {
@@ -442,10 +443,14 @@ template <int D, bool ROPE, int NW, int MT> __global__ void __launch_bounds__(32
 // cp.async, all tiles in the wgmma 128-byte-swizzle layout):
 //   S  = Q K^T    (64 x 128, shared x shared), masked online softmax in registers
 //   O += P V      (A = P in registers, V MN-major)
-template <int D> constexpr int fwd_wg_smem_bytes() { return 1024 + (128 * D + 4 * 128 * D) * 2 + (D / 2) * 4; }
+template <int D, int NWG, int BN> constexpr int fwd_wg_smem_bytes() {
+    return 1024 + (64 * NWG * D + 4 * BN * D) * 2 + (D / 2) * 4;
+}
 
-template <int D, bool ROPE> __global__ void __launch_bounds__(256, 1) attn_fwd_wg_kernel(const FwdParams p) {
-    constexpr int NT = 256, BM = 128, BN = 128, NJ = D / 8, KSD = D / 16;
+// NWG warpgroups (BM = 64 NWG queries) x BN keys per tile: 2 x 128 (the default) or 3 x 64.
+template <int D, bool ROPE, int NWG, int BN>
+__global__ void __launch_bounds__(128 * NWG, 1) attn_fwd_wg_kernel(const FwdParams p) {
+    constexpr int NT = 128 * NWG, BM = 64 * NWG, NJ = D / 8, KSD = D / 16, NS = BN / 8;
     constexpr int TK = BN * D;                                  // elements of one K / V buffer
     constexpr uint32_t HALF_Q = BM * 64 * 2, HALF_K = BN * 64 * 2; // bytes of one 64-column block
     unsigned char *smem_raw = ATTN_SMEM();
@@ -500,12 +505,12 @@ template <int D, bool ROPE> __global__ void __launch_bounds__(256, 1) attn_fwd_w
         const bf16 *cK = sK + (n & 1) * TK, *cV = sV + (n & 1) * TK;
         const uint64_t dK_b = wg_desc(cK, 16, 1024), dV_b = wg_desc(cV, HALF_K, 1024);
 
-        float sc[16][4];
+        float sc[NS][4];
         wg_arrive();
 #pragma unroll
         for (int kk = 0; kk < KSD; kk++) {
             const uint32_t oq = (kk >> 2) * HALF_Q + (kk & 3) * 32, ok = (kk >> 2) * HALF_K + (kk & 3) * 32;
-            wgmma_ss<128, 0, 0>(sc, wg_desc_add(dQ_a, oq), wg_desc_add(dK_b, ok), kk > 0);
+            wgmma_ss<BN, 0, 0>(sc, wg_desc_add(dQ_a, oq), wg_desc_add(dK_b, ok), kk > 0);
         }
         wg_commit();
         wg_wait<0>();
@@ -516,7 +521,7 @@ template <int D, bool ROPE> __global__ void __launch_bounds__(256, 1) attn_fwd_w
         const bool need_mask = ((n + 1) * BN - 1 > m0 + wrow0) || ((n + 1) * BN > len);
         float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-        for (int j = 0; j < 16; j++) {
+        for (int j = 0; j < NS; j++) {
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 float x = sc[j][e];
@@ -545,9 +550,9 @@ template <int D, bool ROPE> __global__ void __launch_bounds__(256, 1) attn_fwd_w
                 o[j][2 * r + 1] *= corr;
             }
         }
-        uint32_t pa[8][4];
+        uint32_t pa[BN / 16][4];
 #pragma unroll
-        for (int j = 0; j < 16; j++) {
+        for (int j = 0; j < NS; j++) {
 #pragma unroll
             for (int e = 0; e < 4; e++) {
                 float pe = fast_exp2(fmaf(sc[j][e], p.scale_log2, -mu[e >> 1]));
@@ -556,14 +561,14 @@ template <int D, bool ROPE> __global__ void __launch_bounds__(256, 1) attn_fwd_w
             }
         }
 #pragma unroll
-        for (int kk = 0; kk < 8; kk++) c_to_a(pa[kk], sc[2 * kk], sc[2 * kk + 1]);
+        for (int kk = 0; kk < BN / 16; kk++) c_to_a(pa[kk], sc[2 * kk], sc[2 * kk + 1]);
 
         // O += P V.
         wg_fence_regs(pa);
         wg_fence_acc(o);
         wg_arrive();
 #pragma unroll
-        for (int kk = 0; kk < 8; kk++) wgmma_rs<D, 1>(o, pa[kk], wg_desc_add(dV_b, kk * 2048), 1);
+        for (int kk = 0; kk < BN / 16; kk++) wgmma_rs<D, 1>(o, pa[kk], wg_desc_add(dV_b, kk * 2048), 1);
         wg_commit();
         wg_wait<0>();
         wg_fence_acc(o);
@@ -1173,23 +1178,27 @@ int attn_bwd_variant() {
     return atoi(e) == 4 ? 4 : 8;
 }
 
-// Forward tile variant: OH_ATTN_FWD_WARPS = 8 (8 warps x 16 rows, BM 128),
-// 4 (4 warps x 16 rows, BM 64) or 4x32 (4 warps x 32 rows, BM 128, the
-// default: 2.09 vs 2.35 ms for 8 at T 8192, 30 x 128, H100, 2026-11-24).
+// Forward tile variant: OH_ATTN_FWD_WARPS = wg3 (3 wgmma warpgroups, 64-key
+// tiles, BM 192: the default on sm_90a), wg (2 warpgroups, 128-key tiles,
+// BM 128), or the mma.sync kernels (also the fallback without an sm_90a
+// image): 4x32 (4 warps x 32 rows, BM 128), 8 (8 warps x 16 rows, BM 128),
+// 4 (4 warps x 16 rows, BM 64).  T 8192, 30 x 128, H100, fwd ms: wg3 1.538,
+// wg 1.619, 4x32 1.955 (2026-11-24).
 int attn_fwd_variant() {
     const char *e = getenv("OH_ATTN_FWD_WARPS");
     if (!e) return OH_ATTN_FWD_DEFAULT;
     if (!strcmp(e, "wg")) return 3;
+    if (!strcmp(e, "wg3")) return 4;
     if (!strcmp(e, "4x32")) return 2;
     if (!strcmp(e, "4")) return 1;
     return 0;
 }
 
 // The wgmma forward: sm_90a images only (*unsupported set otherwise: the caller falls back).
-template <int D, bool ROPE> int launch_fwd_wg(const FwdParams &p, int ndocs, int max_seqlen, int Hq, cudaStream_t st,
-                                              bool *unsupported) {
-    constexpr int smem = fwd_wg_smem_bytes<D>();
-    void (*kern)(const FwdParams) = attn_fwd_wg_kernel<D, ROPE>;
+template <int D, bool ROPE, int NWG, int BN>
+int launch_fwd_wg(const FwdParams &p, int ndocs, int max_seqlen, int Hq, cudaStream_t st, bool *unsupported) {
+    constexpr int smem = fwd_wg_smem_bytes<D, NWG, BN>();
+    void (*kern)(const FwdParams) = attn_fwd_wg_kernel<D, ROPE, NWG, BN>;
     static int state = 0; // 0 unknown, 1 ready, -1 no sm_90a image
     if (state == 0) {
 #ifndef OH_EMU
@@ -1206,10 +1215,20 @@ template <int D, bool ROPE> int launch_fwd_wg(const FwdParams &p, int ndocs, int
         *unsupported = true;
         return OH_CUDA_OK;
     }
-    dim3 grid((max_seqlen + 127) / 128, ndocs, Hq);
-    ATTN_LAUNCH(kern, grid, 256, smem, st, p);
+    dim3 grid((max_seqlen + 64 * NWG - 1) / (64 * NWG), ndocs, Hq);
+    ATTN_LAUNCH(kern, grid, 128 * NWG, smem, st, p);
     OHC_LAUNCH_CHECK();
     return OH_CUDA_OK;
+}
+
+template <int NWG, int BN>
+int dispatch_fwd_wg(const FwdParams &p, int D, bool rope, int ndocs, int max_seqlen, int Hq, cudaStream_t st,
+                    bool *unsupported) {
+    if (D == 128)
+        return rope ? launch_fwd_wg<128, true, NWG, BN>(p, ndocs, max_seqlen, Hq, st, unsupported)
+                    : launch_fwd_wg<128, false, NWG, BN>(p, ndocs, max_seqlen, Hq, st, unsupported);
+    return rope ? launch_fwd_wg<64, true, NWG, BN>(p, ndocs, max_seqlen, Hq, st, unsupported)
+                : launch_fwd_wg<64, false, NWG, BN>(p, ndocs, max_seqlen, Hq, st, unsupported);
 }
 
 template <int NW, int MT>
@@ -1257,12 +1276,10 @@ extern "C" int oh_cuda_attention_fwd(uint16_t *out, float *lse, const uint16_t *
     p.rope_theta = rope_theta;
     cudaStream_t st = ohc_stream(stream);
     int variant = attn_fwd_variant();
-    if (variant == 3) {
+    if (variant >= 3) {
         bool unsupported = false;
-        int s = D == 128 ? (rope ? launch_fwd_wg<128, true>(p, ndocs, max_seqlen, Hq, st, &unsupported)
-                                 : launch_fwd_wg<128, false>(p, ndocs, max_seqlen, Hq, st, &unsupported))
-                         : (rope ? launch_fwd_wg<64, true>(p, ndocs, max_seqlen, Hq, st, &unsupported)
-                                 : launch_fwd_wg<64, false>(p, ndocs, max_seqlen, Hq, st, &unsupported));
+        int s = variant == 3 ? dispatch_fwd_wg<2, 128>(p, D, rope, ndocs, max_seqlen, Hq, st, &unsupported)
+                             : dispatch_fwd_wg<3, 64>(p, D, rope, ndocs, max_seqlen, Hq, st, &unsupported);
         if (s != OH_CUDA_OK || !unsupported) return s;
         variant = 2; // no sm_90a image: the mma.sync kernel
     }

@@ -662,7 +662,7 @@ int main(int argc, char **argv) {
     }
     if (selected("attn")) {
         // The tile variants of attention.cu (attn_fwd_variant, attn_bwd_variant): forward, backward.
-        const char *variants[][2] = {{"wg", "wg"}, {"4x32", "8"}, {"8", "4"}, {"4", "wg"}};
+        const char *variants[][2] = {{"wg", "wg"}, {"wg3", "8"}, {"4x32", "8"}, {"8", "4"}, {"4", "wg"}};
         for (auto &w : variants) {
             setenv("OH_ATTN_FWD_WARPS", w[0], 1);
             setenv("OH_ATTN_BWD_WARPS", w[1], 1);

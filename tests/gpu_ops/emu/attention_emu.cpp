@@ -123,7 +123,7 @@ static void run(std::vector<int> docs, int Hq, int Hkv, int D, double theta, emu
 int main(int argc, char **argv) {
     oh_rng_seed(&g_rng, argc > 1 ? strtoull(argv[1], NULL, 10) : 7);
     // The tile variants of attention.cu (attn_fwd_variant, attn_bwd_variant): forward, backward.
-    const char *variants[][2] = {{"wg", "wg"}, {"4x32", "8"}, {"8", "4"}, {"4", "wg"}};
+    const char *variants[][2] = {{"wg", "wg"}, {"wg3", "8"}, {"4x32", "8"}, {"8", "4"}, {"4", "wg"}};
     for (auto &w : variants) {
         setenv("OH_ATTN_FWD_WARPS", w[0], 1);
         setenv("OH_ATTN_BWD_WARPS", w[1], 1);
