@@ -33,7 +33,9 @@
 // cublasLtMatmul fails is skipped.
 // Timing: one untimed run each, then a round of single timed runs over all,
 // then kTuneIters - 1 more rounds over the kTuneKeep fastest (each keeps its
-// minimum; at most kTuneBudgetMs of measured GPU time in all).
+// minimum; at most kTuneBudgetMs of measured GPU time in all); a winner other
+// than the heuristic's first must then be >= 2% faster in the median of
+// kConfirmRuns interleaved runs of the two, else the heuristic's first stays.
 //
 // Environment: OH_GEMM_TUNE=0 takes the heuristic's first choice (no timing);
 // OH_GEMM_TUNE_EXTRA=0 times only the heuristic's first twelve (no built
@@ -79,6 +81,7 @@ const int kHeurAsk = 32;            // heuristic results asked for (the rest: th
 const int kMaxCands = 48;           // candidates timed per shape, all groups
 const int kTuneIters = 4;           // timed rounds (after a warm-up); each candidate keeps its minimum
 const int kTuneKeep = 12;           // candidates kept after the first round
+const int kConfirmRuns = 7;         // median runs of a challenger and the heuristic's first (tune_plan)
 const float kTuneBudgetMs = 3000.f; // measured GPU time after which no further round starts
 const int kVerifySamples = 16384;   // output elements compared per built candidate
 
@@ -131,6 +134,7 @@ struct Cand {
     bool verify = false;  // compared with the heuristic's first choice before timing
     int state = 0;        // kCandOk, ...
     float t = 3.0e38f;    // fastest timed run, ms
+    float t_confirm = 0.f; // median of the confirmation runs, ms (0: none)
 };
 enum { kCandOk, kCandRunFailed, kCandWrong, kCandUnverified, kCandUntimed };
 const char *const kStateName[] = {"ok", "run failed", "WRONG result (dropped)", "not verified (dropped)", "not timed"};
@@ -756,6 +760,10 @@ void print_tuning(const GemmKey &k, float beta, const std::vector<Cand> &c, int 
         fprintf(stderr, "oh_gemm:   chosen #%-2d %-10s %s  %s (%.3fx the heuristic first)\n", best,
                 kSrcName[c[best].src], time_of(c[best]), buf, both ? c[best].t / c[0].t : 1.f);
     }
+    for (size_t i = 1; i < c.size(); i++)
+        if (c[i].t_confirm > 0.f)
+            fprintf(stderr, "oh_gemm:   confirmation medians: #%zu %.4f ms, heuristic first %.4f ms\n", i,
+                    c[i].t_confirm, c[0].t_confirm);
     if (verbose >= 2)
         for (size_t i = 0; i < c.size(); i++) {
             format_cand(c[i], buf, sizeof buf);
@@ -827,21 +835,31 @@ bool tune_plan(GemmPlan *p, std::vector<Cand> &c, cublasLtHandle_t h, const Gemm
         live.push_back((int)i);
     }
     float spent = 0.f;
+    // One timed run of candidate i into *ms: false when it refuses the shape
+    // (marked) or the events fail (ok cleared).
+    auto time_one = [&](int i, float *ms) {
+        cudaEventRecord(e0, stream);
+        if (!tu.run(c[i])) {
+            c[i].state = kCandRunFailed; // this candidate refuses the shape: skip it
+            return false;
+        }
+        cudaEventRecord(e1, stream);
+        *ms = 0.f;
+        if (cudaEventSynchronize(e1) != cudaSuccess || cudaEventElapsedTime(ms, e0, e1) != cudaSuccess) {
+            ok = false;
+            return false;
+        }
+        spent += *ms;
+        return true;
+    };
     for (int r = 0; ok && r < kTuneIters && spent < kTuneBudgetMs; r++) {
         for (int i : live) {
             if (c[i].state != kCandOk) continue;
-            cudaEventRecord(e0, stream);
-            if (!tu.run(c[i])) {
-                c[i].state = kCandRunFailed; // this candidate refuses the shape: skip it
+            float ms;
+            if (!time_one(i, &ms)) {
+                if (!ok) break;
                 continue;
             }
-            cudaEventRecord(e1, stream);
-            float ms = 0.f;
-            if (cudaEventSynchronize(e1) != cudaSuccess || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess) {
-                ok = false;
-                break;
-            }
-            spent += ms;
             c[i].t = std::min(c[i].t, ms);
         }
         if (r == 0) {
@@ -875,6 +893,30 @@ bool tune_plan(GemmPlan *p, std::vector<Cand> &c, cublasLtHandle_t h, const Gemm
     int best_i = -1;
     for (int i = 0; ok && i < (int)c.size(); i++)
         if (eligible(i, pick_mode) && (best_i < 0 || c[i].t < (best_i == 0 ? 0.98f : 1.f) * c[best_i].t)) best_i = i;
+    // A minimum over a few single runs can flatter a candidate: a winner other
+    // than the heuristic's first must also be >= 2% faster in the median of
+    // kConfirmRuns runs of each, interleaved; else the heuristic's first stays.
+    if (ok && best_i > 0 && !pick_mode && c[0].state == kCandOk) {
+        std::vector<float> tb, t0;
+        for (int r = 0; ok && r < kConfirmRuns; r++) {
+            float a, b;
+            if (!time_one(best_i, &a) || !time_one(0, &b)) break;
+            tb.push_back(a);
+            t0.push_back(b);
+        }
+        if ((int)tb.size() == kConfirmRuns) {
+            std::sort(tb.begin(), tb.end());
+            std::sort(t0.begin(), t0.end());
+            c[best_i].t_confirm = tb[kConfirmRuns / 2];
+            c[0].t_confirm = t0[kConfirmRuns / 2];
+            if (!(c[best_i].t_confirm < 0.98f * c[0].t_confirm)) {
+                pick_note = " (not confirmed in the median: the heuristic's first stays)";
+                best_i = 0;
+            }
+        } else if (ok) {
+            best_i = c[0].state == kCandOk ? 0 : best_i; // the challenger failed to run again
+        }
+    }
     if (e0) cudaEventDestroy(e0);
     if (e1) cudaEventDestroy(e1);
     cudaStreamSynchronize(stream);
