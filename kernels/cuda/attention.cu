@@ -227,6 +227,20 @@ template <int D> __device__ __forceinline__ void store_rows(bf16 *dst, const bf1
     }
 }
 
+// A block's (tile, document, head) from its linear index, the tile varying
+// slowest: the blocks that start first cover every (document, head) pair
+// before the next tile.  reverse: tile gridDim.x - 1 first (the forward's
+// heaviest query tiles; the backward's heaviest key tiles are the first ones).
+struct BlockTile {
+    int tile, doc, head;
+};
+__device__ __forceinline__ BlockTile block_tile(bool reverse) {
+    const long long per = (long long)gridDim.y * gridDim.z,
+                    lin = blockIdx.x + gridDim.x * (blockIdx.y + (long long)gridDim.y * blockIdx.z);
+    const int t = (int)(lin / per);
+    return BlockTile{reverse ? (int)gridDim.x - 1 - t : t, (int)((lin % per) % gridDim.y), (int)((lin % per) / gridDim.y)};
+}
+
 // ---------------------------------------------------------------- forward
 
 struct FwdParams {
@@ -258,10 +272,8 @@ template <int D, bool ROPE, int NW, int MT> __global__ void __launch_bounds__(32
 
     // Blocks start roughly in linear-index order: hand out the heaviest query
     // tiles (the last ones) of every (document, head) first, the lightest last.
-    const long long per = (long long)gridDim.y * gridDim.z,
-                    lin = blockIdx.x + gridDim.x * (blockIdx.y + (long long)gridDim.y * blockIdx.z);
-    const int mblk = (int)(gridDim.x - 1 - lin / per);
-    const int doc = (int)((lin % per) % gridDim.y), h = (int)((lin % per) / gridDim.y);
+    const BlockTile bt = block_tile(true);
+    const int mblk = bt.tile, doc = bt.doc, h = bt.head;
     const int s0 = p.cu[doc], len = p.cu[doc + 1] - s0;
     const int m0 = mblk * BM;
     if (m0 >= len) return;
@@ -460,10 +472,8 @@ __global__ void __launch_bounds__(128 * NWG, 1) attn_fwd_wg_kernel(const FwdPara
     bf16 *sV = sK + 2 * TK;                    // [2][D/64][BN][64]
     float *sFreq = reinterpret_cast<float *>(sV + 2 * TK);
 
-    const long long per = (long long)gridDim.y * gridDim.z,
-                    lin = blockIdx.x + gridDim.x * (blockIdx.y + (long long)gridDim.y * blockIdx.z);
-    const int mblk = (int)(gridDim.x - 1 - lin / per);
-    const int doc = (int)((lin % per) % gridDim.y), h = (int)((lin % per) / gridDim.y);
+    const BlockTile bt = block_tile(true);
+    const int mblk = bt.tile, doc = bt.doc, h = bt.head;
     const int s0 = p.cu[doc], len = p.cu[doc + 1] - s0;
     const int m0 = mblk * BM;
     if (m0 >= len) return;
@@ -681,9 +691,8 @@ template <int D, bool ROPE, int NW> __global__ void __launch_bounds__(32 * NW, N
     float *sFreq = sDl + 2 * BM;                         // [D/2]
 
     // Heaviest key tiles (the first ones) of every (document, kv head) first, as in the forward.
-    const long long per = (long long)gridDim.y * gridDim.z,
-                    lin = blockIdx.x + gridDim.x * (blockIdx.y + (long long)gridDim.y * blockIdx.z);
-    const int nblk = (int)(lin / per), doc = (int)((lin % per) % gridDim.y), hk = (int)((lin % per) / gridDim.y);
+    const BlockTile bt = block_tile(false);
+    const int nblk = bt.tile, doc = bt.doc, hk = bt.head;
     const int s0 = p.cu[doc], len = p.cu[doc + 1] - s0;
     const int n0 = nblk * BN;
     if (n0 >= len) return;
@@ -893,9 +902,8 @@ template <int D, bool ROPE> __global__ void __launch_bounds__(256, 1) attn_bwd_w
     float *sDl = sL + 2 * BM;                            // [2][BM]
     float *sFreq = sDl + 2 * BM;                         // [D/2]
 
-    const long long per = (long long)gridDim.y * gridDim.z,
-                    lin = blockIdx.x + gridDim.x * (blockIdx.y + (long long)gridDim.y * blockIdx.z);
-    const int nblk = (int)(lin / per), doc = (int)((lin % per) % gridDim.y), hk = (int)((lin % per) / gridDim.y);
+    const BlockTile bt = block_tile(false);
+    const int nblk = bt.tile, doc = bt.doc, hk = bt.head;
     const int s0 = p.cu[doc], len = p.cu[doc + 1] - s0;
     const int n0 = nblk * BN;
     if (n0 >= len) return;
@@ -1140,23 +1148,31 @@ int launch_bwd(const BwdParams &p, int ndocs, int max_seqlen, int Hkv, cudaStrea
     return OH_CUDA_OK;
 }
 
+// First use of a wgmma kernel: *state 0 (unknown) becomes 1 (shared memory
+// limit raised, ready) or -1 (the image has no sm_90a code: the caller falls
+// back to the mma.sync kernels).
+template <typename P> int wg_prepare(void (*kern)(const P), int smem, int *state) {
+    if (*state != 0) return OH_CUDA_OK;
+#ifndef OH_EMU
+    cudaFuncAttributes a;
+    OHC_CUDA(cudaFuncGetAttributes(&a, (const void *)kern));
+    if (a.binaryVersion < 90) {
+        *state = -1;
+        return OH_CUDA_OK;
+    }
+#endif
+    OHC_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    *state = 1;
+    return OH_CUDA_OK;
+}
+
 // The wgmma backward: sm_90a images only (an sm_80 image falls back to the mma.sync kernel).
 template <int D, bool ROPE> int launch_bwd_wg(const BwdParams &p, int ndocs, int max_seqlen, int Hkv, cudaStream_t st,
                                               bool *unsupported) {
     constexpr int smem = bwd_wg_smem_bytes<D>();
     void (*kern)(const BwdParams) = attn_bwd_wg_kernel<D, ROPE>;
-    static int state = 0; // 0 unknown, 1 ready, -1 no sm_90a image
-    if (state == 0) {
-#ifndef OH_EMU
-        cudaFuncAttributes a;
-        OHC_CUDA(cudaFuncGetAttributes(&a, (const void *)kern));
-        if (a.binaryVersion < 90) state = -1;
-#endif
-        if (state == 0) {
-            OHC_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-            state = 1;
-        }
-    }
+    static int state = 0;
+    OHC_TRY(wg_prepare(kern, smem, &state));
     if (state < 0) {
         *unsupported = true;
         return OH_CUDA_OK;
@@ -1174,7 +1190,7 @@ size_t align256(size_t x) { return (x + 255) & ~(size_t)255; }
 // (bench_ops times them all).
 int attn_bwd_variant() {
     const char *e = getenv("OH_ATTN_BWD_WARPS");
-    if (!e || !strcmp(e, "wg") || !strcmp(e, "4x32")) return 0;
+    if (!e || !strcmp(e, "wg")) return 0;
     return atoi(e) == 4 ? 4 : 8;
 }
 
@@ -1199,18 +1215,8 @@ template <int D, bool ROPE, int NWG, int BN>
 int launch_fwd_wg(const FwdParams &p, int ndocs, int max_seqlen, int Hq, cudaStream_t st, bool *unsupported) {
     constexpr int smem = fwd_wg_smem_bytes<D, NWG, BN>();
     void (*kern)(const FwdParams) = attn_fwd_wg_kernel<D, ROPE, NWG, BN>;
-    static int state = 0; // 0 unknown, 1 ready, -1 no sm_90a image
-    if (state == 0) {
-#ifndef OH_EMU
-        cudaFuncAttributes a;
-        OHC_CUDA(cudaFuncGetAttributes(&a, (const void *)kern));
-        if (a.binaryVersion < 90) state = -1;
-#endif
-        if (state == 0) {
-            OHC_CUDA(cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
-            state = 1;
-        }
-    }
+    static int state = 0;
+    OHC_TRY(wg_prepare(kern, smem, &state));
     if (state < 0) {
         *unsupported = true;
         return OH_CUDA_OK;
