@@ -638,6 +638,43 @@ bwd_load_q(const BwdParams &p, bf16 *sQb, bf16 *sOb, float *sLb, float *sDb, int
     }
 }
 
+// The backward's shared memory, both families: K, V [BN x D]; Q, dO [2][BM x D]
+// (double-buffered); dS^T [BN][BM]; lse, delta [2][BM]; RoPE frequencies [D/2].
+template <int D, int BN, int BM> struct BwdSmem {
+    bf16 *K, *V, *Q, *O, *S;
+    float *L, *Dl, *Freq;
+    __device__ explicit BwdSmem(unsigned char *base) {
+        K = reinterpret_cast<bf16 *>(base);
+        V = K + BN * D;
+        Q = V + BN * D;
+        O = Q + 2 * BM * D;
+        S = O + 2 * BM * D;
+        L = reinterpret_cast<float *>(S + BN * BM);
+        Dl = L + 2 * BM;
+        Freq = Dl + 2 * BM;
+    }
+};
+
+// A backward block's keys [n0, n0 + BN) of one document and kv head (heaviest
+// key tiles, the first ones, of every (document, kv head) first) and its loop:
+// the query blocks from mfirst (the first with a query at or after key n0) for
+// each head of the GQA group.  n0 >= len: nothing to do.
+struct BwdBlock {
+    int hk, s0, len, n0, mfirst, per_head, iters;
+};
+template <int BN, int BM> __device__ __forceinline__ BwdBlock bwd_block(const BwdParams &p) {
+    const BlockTile bt = block_tile(false);
+    BwdBlock b;
+    b.hk = bt.head;
+    b.s0 = p.cu[bt.doc];
+    b.len = p.cu[bt.doc + 1] - b.s0;
+    b.n0 = bt.tile * BN;
+    b.mfirst = b.n0 / BM;
+    b.per_head = (b.len + BM - 1) / BM - b.mfirst;
+    b.iters = p.group * b.per_head;
+    return b;
+}
+
 // The backward's end, both families: dK *= scale, undo the rotation of k, stage
 // the warp's 16 key rows (block rows 16 warp..; rows of D) in sK / sV once every
 // warp is done reading them, store dK and dV.
@@ -680,26 +717,13 @@ template <int D, bool ROPE, int NW> __global__ void __launch_bounds__(32 * NW, N
     attn_bwd_kernel(const BwdParams p) {
     constexpr int NT = 32 * NW, BN = 16 * NW, BM = 64;
     constexpr int DQC = D * 4 / NW; // dQ columns per warp: 4 warps of 16 query rows share D
-    unsigned char *smem = ATTN_SMEM();
-    bf16 *sK = reinterpret_cast<bf16 *>(smem);
-    bf16 *sV = sK + BN * D;
-    bf16 *sQ = sV + BN * D;                              // [2][BM][D]
-    bf16 *sO = sQ + 2 * BM * D;                          // [2][BM][D] (dO)
-    bf16 *sS = sO + 2 * BM * D;                          // [BN][BM] dS^T
-    float *sL = reinterpret_cast<float *>(sS + BN * BM); // [2][BM]
-    float *sDl = sL + 2 * BM;                            // [2][BM]
-    float *sFreq = sDl + 2 * BM;                         // [D/2]
-
-    // Heaviest key tiles (the first ones) of every (document, kv head) first, as in the forward.
-    const BlockTile bt = block_tile(false);
-    const int nblk = bt.tile, doc = bt.doc, hk = bt.head;
-    const int s0 = p.cu[doc], len = p.cu[doc + 1] - s0;
-    const int n0 = nblk * BN;
-    if (n0 >= len) return;
-    const int nmb = (len + BM - 1) / BM;
-    const int mfirst = n0 / BM; // first query block with a query at or after key n0
-    const int per_head = nmb - mfirst;
-    const int iters = p.group * per_head;
+    const BwdSmem<D, BN, BM> sm(ATTN_SMEM());
+    bf16 *sK = sm.K, *sV = sm.V, *sQ = sm.Q, *sO = sm.O, *sS = sm.S;
+    float *sL = sm.L, *sDl = sm.Dl, *sFreq = sm.Freq;
+    const BwdBlock bb = bwd_block<BN, BM>(p);
+    if (bb.n0 >= bb.len) return;
+    const int hk = bb.hk, s0 = bb.s0, len = bb.len, n0 = bb.n0, mfirst = bb.mfirst, per_head = bb.per_head,
+              iters = bb.iters;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t4 = lane & 3;
     const int key_r0 = warp * 16 + g; // tile row of this thread's c[0], c[1]; +8 for c[2], c[3]
 
@@ -892,25 +916,15 @@ template <int D, bool ROPE> __global__ void __launch_bounds__(256, 1) attn_bwd_w
     constexpr int KSD = D / 16;     // k steps over D
     constexpr uint32_t HALF_K = BN * 64 * 2, HALF_Q = BM * 64 * 2; // bytes of one 64-column block
     unsigned char *smem_raw = ATTN_SMEM();
-    unsigned char *smem = smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023);
-    bf16 *sK = reinterpret_cast<bf16 *>(smem); // [D/64][BN][64]
-    bf16 *sV = sK + BN * D;
-    bf16 *sQ = sV + BN * D;                              // [2][D/64][BM][64]
-    bf16 *sO = sQ + 2 * TQ;                              // [2][D/64][BM][64] (dO)
-    bf16 *sS = sO + 2 * TQ;                              // [BN][64] dS^T
-    float *sL = reinterpret_cast<float *>(sS + BN * BM); // [2][BM]
-    float *sDl = sL + 2 * BM;                            // [2][BM]
-    float *sFreq = sDl + 2 * BM;                         // [D/2]
-
-    const BlockTile bt = block_tile(false);
-    const int nblk = bt.tile, doc = bt.doc, hk = bt.head;
-    const int s0 = p.cu[doc], len = p.cu[doc + 1] - s0;
-    const int n0 = nblk * BN;
-    if (n0 >= len) return;
-    const int nmb = (len + BM - 1) / BM;
-    const int mfirst = n0 / BM;
-    const int per_head = nmb - mfirst;
-    const int iters = p.group * per_head;
+    // The same carve as the mma.sync kernel, from a 1024-byte boundary; tiles
+    // [D/64][rows][64] (wgmma layout), sS [BN][64].
+    const BwdSmem<D, BN, BM> sm(smem_raw + ((1024 - (smem_u32(smem_raw) & 1023)) & 1023));
+    bf16 *sK = sm.K, *sV = sm.V, *sQ = sm.Q, *sO = sm.O, *sS = sm.S;
+    float *sL = sm.L, *sDl = sm.Dl, *sFreq = sm.Freq;
+    const BwdBlock bb = bwd_block<BN, BM>(p);
+    if (bb.n0 >= bb.len) return;
+    const int hk = bb.hk, s0 = bb.s0, len = bb.len, n0 = bb.n0, mfirst = bb.mfirst, per_head = bb.per_head,
+              iters = bb.iters;
     const int wg = threadIdx.x >> 7, warp = threadIdx.x >> 5, wl = warp & 3, lane = threadIdx.x & 31, g = lane >> 2,
               t4 = lane & 3;
     const int key_r0 = 16 * warp + g; // block-relative key of c[0], c[1]; +8 for c[2], c[3]
