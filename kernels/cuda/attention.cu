@@ -241,6 +241,56 @@ __device__ __forceinline__ BlockTile block_tile(bool reverse) {
     return BlockTile{reverse ? (int)gridDim.x - 1 - t : t, (int)((lin % per) % gridDim.y), (int)((lin % per) / gridDim.y)};
 }
 
+// Online softmax over one warp's 16 rows of raw scores s (C fragments; c[0],
+// c[1] in row qr, c[2], c[3] in row qr + 8; columns key0 + 8 j + 2 t4 (+1)):
+// masks keys after the row's query or past len (when need_mask), updates the
+// row maxima (log2 units of scale_log2 * s) and sums, rescales the output o,
+// and turns s into exp2(scale_log2 s - m), one FFMA and one ex2 per element.
+template <int NSB, int NJ>
+__device__ __forceinline__ void online_softmax(float (&s)[NSB][4], float (&o)[NJ][4], float (&mrow)[2], float (&lrow)[2],
+                                               bool need_mask, int key0, int qr, int len, float scale_log2) {
+    const int t4 = threadIdx.x & 3;
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int j = 0; j < NSB; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            float x = s[j][e];
+            if (need_mask) {
+                int key = key0 + j * 8 + 2 * t4 + (e & 1);
+                if (key > qr + (e >> 1) * 8 || key >= len) x = -INFINITY;
+            }
+            s[j][e] = x;
+            mx[e >> 1] = fmaxf(mx[e >> 1], x);
+        }
+    }
+    float mu[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+        mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+        float mnew = fmaxf(mrow[r], mx[r] * scale_log2);
+        mu[r] = mnew == -INFINITY ? 0.f : mnew;
+        float corr = fast_exp2(mrow[r] - mu[r]);
+        mrow[r] = mnew;
+        lrow[r] *= corr;
+#pragma unroll
+        for (int j = 0; j < NJ; j++) {
+            o[j][2 * r] *= corr;
+            o[j][2 * r + 1] *= corr;
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < NSB; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            float pe = fast_exp2(fmaf(s[j][e], scale_log2, -mu[e >> 1]));
+            s[j][e] = pe;
+            lrow[e >> 1] += pe;
+        }
+    }
+}
+
 // ---------------------------------------------------------------- forward
 
 struct FwdParams {
@@ -356,51 +406,11 @@ template <int D, bool ROPE, int NW, int MT> __global__ void __launch_bounds__(32
             }
         }
 
-        // Mask, online softmax (exp2 of scale_log2 * s - m, one FFMA per element).
+        // Mask, online softmax.
 #pragma unroll
-        for (int i = 0; i < MT; i++) {
-            const bool need_mask = ((n + 1) * BN - 1 > m0 + wrow0 + 16 * i) || ((n + 1) * BN > len);
-            float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-            for (int j = 0; j < BN / 8; j++) {
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    float x = s[i][j][e];
-                    if (need_mask) {
-                        int key = n * BN + j * 8 + 2 * t4 + (e & 1);
-                        int qr = qr0 + 16 * i + (e >> 1) * 8;
-                        if (key > qr || key >= len) x = -INFINITY;
-                    }
-                    s[i][j][e] = x;
-                    mx[e >> 1] = fmaxf(mx[e >> 1], x);
-                }
-            }
-            float mu[2];
-#pragma unroll
-            for (int r = 0; r < 2; r++) {
-                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-                mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-                float mnew = fmaxf(mrow[i][r], mx[r] * p.scale_log2);
-                mu[r] = mnew == -INFINITY ? 0.f : mnew;
-                float corr = fast_exp2(mrow[i][r] - mu[r]);
-                mrow[i][r] = mnew;
-                lrow[i][r] *= corr;
-#pragma unroll
-                for (int j = 0; j < D / 8; j++) {
-                    o[i][j][2 * r] *= corr;
-                    o[i][j][2 * r + 1] *= corr;
-                }
-            }
-#pragma unroll
-            for (int j = 0; j < BN / 8; j++) {
-#pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    float pe = fast_exp2(fmaf(s[i][j][e], p.scale_log2, -mu[e >> 1]));
-                    s[i][j][e] = pe;
-                    lrow[i][e >> 1] += pe;
-                }
-            }
-        }
+        for (int i = 0; i < MT; i++)
+            online_softmax(s[i], o[i], mrow[i], lrow[i], ((n + 1) * BN - 1 > m0 + wrow0 + 16 * i) || ((n + 1) * BN > len),
+                           n * BN, qr0 + 16 * i, len, p.scale_log2);
 
         // O += P V.
 #pragma unroll
@@ -527,49 +537,10 @@ __global__ void __launch_bounds__(128 * NWG, 1) attn_fwd_wg_kernel(const FwdPara
         wg_fence_acc(sc);
         wg_fence_acc(o);
 
-        // Mask, online softmax (log2 domain).
-        const bool need_mask = ((n + 1) * BN - 1 > m0 + wrow0) || ((n + 1) * BN > len);
-        float mx[2] = {-INFINITY, -INFINITY};
-#pragma unroll
-        for (int j = 0; j < NS; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float x = sc[j][e];
-                if (need_mask) {
-                    int key = n * BN + j * 8 + 2 * t4 + (e & 1);
-                    int qr = qr0 + (e >> 1) * 8;
-                    if (key > qr || key >= len) x = -INFINITY;
-                }
-                sc[j][e] = x;
-                mx[e >> 1] = fmaxf(mx[e >> 1], x);
-            }
-        }
-        float mu[2];
-#pragma unroll
-        for (int r = 0; r < 2; r++) {
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
-            mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
-            float mnew = fmaxf(mrow[r], mx[r] * p.scale_log2);
-            mu[r] = mnew == -INFINITY ? 0.f : mnew;
-            float corr = fast_exp2(mrow[r] - mu[r]);
-            mrow[r] = mnew;
-            lrow[r] *= corr;
-#pragma unroll
-            for (int j = 0; j < NJ; j++) {
-                o[j][2 * r] *= corr;
-                o[j][2 * r + 1] *= corr;
-            }
-        }
+        // Mask, online softmax.
+        online_softmax(sc, o, mrow, lrow, ((n + 1) * BN - 1 > m0 + wrow0) || ((n + 1) * BN > len), n * BN, qr0, len,
+                       p.scale_log2);
         uint32_t pa[BN / 16][4];
-#pragma unroll
-        for (int j = 0; j < NS; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                float pe = fast_exp2(fmaf(sc[j][e], p.scale_log2, -mu[e >> 1]));
-                sc[j][e] = pe;
-                lrow[e >> 1] += pe;
-            }
-        }
 #pragma unroll
         for (int kk = 0; kk < BN / 16; kk++) c_to_a(pa[kk], sc[2 * kk], sc[2 * kk + 1]);
 
