@@ -93,6 +93,8 @@ git rev-parse HEAD >"$OUT/commit.txt" 2>/dev/null || true
 
 status=0
 "$BIN/oh_gpu_test_gdn" >"$OUT/test_gdn.txt" 2>&1 || status=1
+# the same cases with the kernels one after another (no overlapped launches)
+OH_GDN_OVERLAP=0 "$BIN/oh_gpu_test_gdn" >"$OUT/test_gdn_serial.txt" 2>&1 || status=1
 if [ $bench = 1 ]; then
   rm -f "$OUT/bench_gdn.tsv"
   "$BIN/oh_bench_gdn" $quick --tsv "$OUT/bench_gdn.tsv" >"$OUT/bench_gdn.txt" 2>&1 || status=1
@@ -127,6 +129,7 @@ if [ $san = 1 ]; then
 fi
 echo "==== test_gdn: cases, failures and summary (full table in $OUT/test_gdn.txt) ===="
 grep -E "^\[|FAIL|returned|non-finite|PASS|^  (bwd|packed|out carries|the other|an injected)" "$OUT/test_gdn.txt" || tail -20 "$OUT/test_gdn.txt"
+echo "==== test_gdn with OH_GDN_OVERLAP=0 (kernels one after another): $(grep -E "^(PASS|FAIL)" "$OUT/test_gdn_serial.txt" | tail -1)"
 if [ $bench = 1 ]; then
   echo "==== bench_gdn ===="
   cat "$OUT/bench_gdn.txt"

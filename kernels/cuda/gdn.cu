@@ -71,6 +71,7 @@
 #include <stdarg.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* ------------------------------------------------------------------ errors */
@@ -309,6 +310,54 @@ template <int N> DEV void cp_async_wait() {
 #endif
 }
 
+/* Flags between kernels that overlap (see "Overlap" at the launchers).  A
+ * producer block stores its results, passes a barrier (so that every thread's
+ * stores precede thread 0's fence), and thread 0 fences and adds 1 to the
+ * flag.  A consumer polls the flag with L1-bypassing loads and reads the data
+ * after it only through L2 (cp.async.cg, __ldcg): the data reached L2 before
+ * the flag did.  In the stream order of a launch without overlap the flags
+ * are all set before anyone polls them. */
+DEV void flag_signal(int *f) {
+#ifdef OH_EMU
+    (*f)++;
+#else
+    __threadfence();
+    atomicAdd(f, 1);
+#endif
+}
+DEV int flag_peek(const int *f) {
+#ifdef OH_EMU
+    return *f;
+#else
+    return *(const volatile int *)f;
+#endif
+}
+DEV void flag_wait(const int *f, int want) {
+#ifdef OH_EMU
+    if (*f < want) { /* the emulator runs the kernels one after another: waiting would never end */
+        fprintf(stderr, "gdn emulator: flag %p is %d, %d wanted: producer not run first\n", (const void *)f, *f, want);
+        abort();
+    }
+#else
+    while (flag_peek(f) < want) __nanosleep(64);
+    __threadfence(); /* with the producer's fence before its add: its stores are seen after this */
+#endif
+}
+/* Lets the kernel launched after this one with programmatic stream
+ * serialization start now (Hopper); without one it does nothing. */
+DEV void allow_dependents() {
+#if !defined(OH_EMU) && defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+template <typename T> DEV T ld_l2(const T *p) {
+#ifdef OH_EMU
+    return *p;
+#else
+    return __ldcg(p);
+#endif
+}
+
 DEV float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -362,6 +411,10 @@ struct Ctx {
     uint16_t *dOh;    /* [nc, Hv, 64, V] fp16 x 2^edO */
     int *eUv, *eH, *eU, *edH, *edO; /* [nc, Hv, nvb] exponents; eUv holds edU in the backward */
     float *dqs, *dks; /* [T, Hv, K] when the l2norm backward is not fused */
+    /* [nc, Hv] flags (zeroed before each pass): k_prep done, k_state_fwd column blocks
+     * done, k_dout_prep done, k_state_bwd column blocks done */
+    int *flP, *flS, *flD, *flB;
+    int *ctr;  /* k_prep's claim counter (zeroed with flP, flS) */
     int T, Hk, Hv, K, V, ndocs, ncmax, nkb, nvb;
     float scale;
 };
@@ -467,8 +520,8 @@ template <typename F> DEV void tu_frag_values(float (&x)[4][2], const float *TA,
     }
 }
 
-static __global__ void __launch_bounds__(128, 4) k_prep(Ctx c) {
-    const int ci = blockIdx.x, h = blockIdx.y;
+/* One (chunk, value head) of k_prep. */
+DEV void prep_item(const Ctx &c, int ci, int h) {
     if (ci >= c.tab[0]) return;
     const Chunk ch = chunk_at(c, ci);
     const int K = c.K, V = c.V, Hv = c.Hv, hk = h / (Hv / c.Hk);
@@ -757,9 +810,79 @@ static __global__ void __launch_bounds__(128, 4) k_prep(Ctx c) {
             }
         }
     }
+    __syncthreads();
+    if (tid == 0) flag_signal(c.flP + chh);
+}
+
+/* CLAIM false: a block per (chunk, value head).  CLAIM true: a persistent
+ * grid whose blocks claim (chunk, head) items in chunk-major order (the order
+ * k_state_fwd takes them) from the counter c.ctr until none are left; two
+ * launches share the counter when overlapped (see "Overlap").  Two kernels:
+ * the loop costs registers (spills at the 4-blocks-per-SM bound). */
+template <bool CLAIM> static __global__ void __launch_bounds__(128, 4) k_prep(Ctx c) {
+    allow_dependents();
+    if (!CLAIM) {
+        prep_item(c, blockIdx.x / c.Hv, blockIdx.x % c.Hv);
+        return;
+    }
+    __shared__ int next;
+    const int n = c.tab[0] * c.Hv;
+    for (;;) {
+        if (threadIdx.x == 0) next = atomicAdd(c.ctr, 1);
+        __syncthreads();
+        const int item = next;
+        __syncthreads(); /* everyone has it before thread 0 claims the next */
+        if (item >= n) break;
+        prep_item(c, item / c.Hv, item % c.Hv);
+    }
 }
 
 /* ------------------------------------------------------------- k_state_fwd */
+
+/* The state kernels' flags.  Their warps carry the recurrence and meet at NB
+ * barriers per step (the last one before the step's U / dU stores); the
+ * chunk of step it is ci0 + dir * it.  Before each step's last barrier the
+ * signaller reports the previous step's chunk done and waits for the
+ * producer's flag of the chunk two steps ahead, which the others start
+ * loading after the next step's first barrier.  After the loop all warps
+ * meet once more (the final state is stored by then) and the last chunk is
+ * reported.  With K <= 128 the signaller is an extra warp, so that its fence
+ * waits off the recurrence's critical path; with K > 128 (8 warps, registers
+ * short) it is thread 0. */
+struct StateSig {
+    const int *need;
+    int *done;
+    int ci0, dir, cnt, Hv, h;
+};
+DEV void sig_pre(const StateSig &g) {
+    if (g.cnt > 1) flag_wait(g.need + (size_t)(g.ci0 + g.dir) * g.Hv + g.h, 1);
+}
+DEV void sig_step(const StateSig &g, int it) {
+    if (it > 0) flag_signal(g.done + (size_t)(g.ci0 + g.dir * (it - 1)) * g.Hv + g.h);
+    if (it + 2 < g.cnt) flag_wait(g.need + (size_t)(g.ci0 + g.dir * (it + 2)) * g.Hv + g.h, 1);
+}
+DEV void sig_post(const StateSig &g) {
+    if (g.cnt > 0) flag_signal(g.done + (size_t)(g.ci0 + g.dir * (g.cnt - 1)) * g.Hv + g.h);
+}
+#ifdef OH_EMU
+#define BAR_ANY() emu::collective_bar_any(OH_EMU_WHERE) /* pairs with the other warps' own __syncthreads */
+#else
+#define BAR_ANY() __syncthreads()
+#endif
+template <int NB> DEV void state_signaller(const StateSig &g) {
+    const int lane = threadIdx.x & 31;
+    if (lane == 0) sig_pre(g);
+    __syncwarp();
+    for (int it = 0; it < g.cnt; it++) {
+#pragma unroll
+        for (int b = 0; b < NB - 1; b++) BAR_ANY();
+        if (lane == 0) sig_step(g, it);
+        __syncwarp();
+        BAR_ANY();
+    }
+    BAR_ANY();
+    if (lane == 0) sig_post(g);
+}
 
 /* The state kernels: KT = K padded to 16 KT rows.  K <= 128: 4 warps of 16 V
  * columns, tiles double-buffered; K > 128: 8 warps of 8 columns, one stage
@@ -770,6 +893,7 @@ template <int KT> struct StateCfg {
     static constexpr int STAGES = KT > 8 ? 1 : 2;
     static constexpr int LDS = NTW == 2 ? 24 : 16; /* smem stride of a warp's columns */
     static constexpr int KP = 16 * KT, LDK = KP + 8, WC = 8 * NTW;
+    static constexpr int XW = STAGES == 2, THREADS = 32 * (NW + XW); /* XW: the signaller warp */
 };
 
 template <int KT> static size_t state_smem() {
@@ -779,7 +903,7 @@ template <int KT> static size_t state_smem() {
            carve16(3 * C::NW * 4);
 }
 
-template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::NW * 32) k_state_fwd(Ctx c) {
+template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS) k_state_fwd(Ctx c) {
     typedef StateCfg<KT> C;
     constexpr int NTW = C::NTW, NW = C::NW, KP = C::KP, LDK = C::LDK, WC = C::WC, LDS = C::LDS, NST = C::STAGES;
     constexpr int STG = 2 * 64 * LDK + 64 * LD64 + 128; /* stage: Wu, Kn [64][LDK], Uv [64][LD64], G [64] fp32 */
@@ -796,6 +920,12 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::NW * 32
     uint16_t *Ss = cv.take<uint16_t>(NW * KP * LDS) + w * KP * LDS; /* this warp's S0 columns, fp16 x 2^eH */
     uint16_t *Us = cv.take<uint16_t>(NW * 64 * LDS) + w * 64 * LDS; /* this warp's del o U, fp16 x 2^e (per warp) */
     float *redS = cv.take<float>(3 * NW), *redU = redS + 2 * NW;
+    allow_dependents();
+    const StateSig sg{c.flP, c.flS, first, 1, cnt, Hv, h};
+    if (C::XW && w == NW) {
+        state_signaller<NST == 1 ? 3 : 2>(sg);
+        return;
+    }
 #define Ws(s) (stg + (s) * STG)
 #define Kns(s) (stg + (s) * STG + 64 * LDK)
 #define Uvs(s) (stg + (s) * STG + 2 * 64 * LDK)
@@ -835,17 +965,18 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::NW * 32
     m = warp_max(m);
     if (lane == 0) redS[NW + w] = m; /* slot (-1) & 1 */
 
+    if (cnt > 0) flag_wait(c.flP + (size_t)first * Hv + h, 1);
+    if (!C::XW && tid == 0) sig_pre(sg);
     if (NST == 2 && cnt > 0) {
         load(0, first);
         cp_async_commit();
     }
     /* the exponent of the next chunk's Uv is loaded a step ahead (off the step's critical path) */
-    int eUv_next = cnt > 0 ? c.eUv[((size_t)first * Hv + h) * nvb + vb] : 0;
+    int eUv_next = cnt > 0 ? ld_l2(c.eUv + ((size_t)first * Hv + h) * nvb + vb) : 0;
     for (int it = 0; it < cnt; it++) {
         const int ci = first + it, s = NST == 2 ? (it & 1) : 0;
         const size_t chh = (size_t)ci * Hv + h;
         const int eUv = eUv_next;
-        if (it + 1 < cnt) eUv_next = c.eUv[(chh + Hv) * nvb + vb];
         if (NST == 1) {
             __syncthreads();
             load(0, ci);
@@ -853,6 +984,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::NW * 32
         }
         cp_async_wait<0>();
         __syncthreads(); /* this chunk's tiles are in; every warp is done with the previous step */
+        if (it + 1 < cnt) eUv_next = ld_l2(c.eUv + (chh + Hv) * nvb + vb); /* k_prep's flag: before the barrier */
         if (NST == 2 && it + 1 < cnt) {
             load(s ^ 1, ci + 1);
             cp_async_commit();
@@ -965,6 +1097,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::NW * 32
         m = warp_max(m);
         if (lane == 0) redS[(it & 1) * NW + w] = m;
         /* U -> global, fp16 x 2^eU with one exponent for the block's 64 columns */
+        if (!C::XW && tid == 0) sig_step(sg, it);
         __syncthreads();
         m = 0.f;
         for (int i = 0; i < NW; i++) m = fmaxf(m, redU[i]);
@@ -995,6 +1128,8 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::NW * 32
                     if (d < K) c.s_final[(((size_t)doc * Hv + h) * K + d) * V + col] = S[mt][nt][e];
                 }
     }
+    __syncthreads(); /* the signaller reports the last chunk */
+    if (!C::XW && tid == 0) sig_post(sg);
 #undef Ws
 #undef Kns
 #undef Uvs
@@ -1008,8 +1143,10 @@ static size_t out_smem(int K) {
 }
 
 static __global__ void __launch_bounds__(128) k_out(Ctx c) {
-    const int ci = blockIdx.x / c.nvb, vb = blockIdx.x % c.nvb, h = blockIdx.y; /* the V blocks of a chunk are adjacent */
+    /* chunk-major (it trails k_state_fwd); the V blocks of a chunk are adjacent */
+    const int vb = blockIdx.x % c.nvb, h = (blockIdx.x / c.nvb) % c.Hv, ci = blockIdx.x / (c.nvb * c.Hv);
     if (ci >= c.tab[0]) return;
+    flag_wait(c.flS + (size_t)ci * c.Hv + h, c.nvb); /* every column block of the state (and k_prep) is done */
     const Chunk ch = chunk_at(c, ci);
     const int K = c.K, V = c.V, Hv = c.Hv, LDK = K + 8;
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g4 = lane >> 2, t4 = lane & 3;
@@ -1072,11 +1209,11 @@ static __global__ void __launch_bounds__(128) k_out(Ctx c) {
             }
         }
     }
-    const float iH = exp2i(-c.eH[chh * c.nvb + vb]), iU = exp2i(-c.eU[chh * c.nvb + vb]);
+    const float iH = exp2i(-ld_l2(c.eH + chh * c.nvb + vb)), iU = exp2i(-ld_l2(c.eU + chh * c.nvb + vb));
 #pragma unroll
     for (int hf = 0; hf < 2; hf++) {
         const int i = 16 * w + g4 + 8 * hf;
-        const float gi = __expf(c.G[chh * 64 + i]) * iH;
+        const float gi = __expf(ld_l2(c.G + chh * 64 + i)) * iH;
 #pragma unroll
         for (int n = 0; n < 8; n++) {
             const int col = vb * 64 + 8 * n + 2 * t4;
@@ -1090,51 +1227,59 @@ static __global__ void __launch_bounds__(128) k_out(Ctx c) {
 /* ------------------------------------------------------------- k_dout_prep */
 
 /* dO of one chunk as fp16 x 2^edO per 64 columns (rows past the chunk zero). */
+/* Blocks take (chunk, head) items with a grid stride, last chunk first
+ * (k_state_bwd takes them in reverse); the grid is smaller than the item
+ * count when overlapped (see "Overlap"). */
 static __global__ void __launch_bounds__(128) k_dout_prep(Ctx c) {
-    const int ci = blockIdx.x, h = blockIdx.y;
-    if (ci >= c.tab[0]) return;
-    const Chunk ch = chunk_at(c, ci);
-    const int V = c.V, Hv = c.Hv, v8 = V / 8, nvb = c.nvb;
-    const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
-    const size_t chh = (size_t)ci * Hv + h;
+    allow_dependents();
     __shared__ float red[4][4];
     __shared__ float sc[4];
-    float m[4] = {0.f, 0.f, 0.f, 0.f};
-    for (int i = tid; i < ch.len * v8; i += 128) {
-        const int r = i / v8, c8 = i % v8;
-        const uint4 x = *reinterpret_cast<const uint4 *>(c.dout + ((size_t)(ch.t0 + r) * Hv + h) * V + c8 * 8);
-        const float mx = fmaxf(fmaxf(fmaxf(fabsf(bf2f_lo(x.x)), fabsf(bf2f_hi(x.x))),
-                                     fmaxf(fabsf(bf2f_lo(x.y)), fabsf(bf2f_hi(x.y)))),
-                               fmaxf(fmaxf(fabsf(bf2f_lo(x.z)), fabsf(bf2f_hi(x.z))),
-                                     fmaxf(fabsf(bf2f_lo(x.w)), fabsf(bf2f_hi(x.w)))));
-#pragma unroll
-        for (int b = 0; b < 4; b++)
-            if (b == (c8 >> 3)) m[b] = fmaxf(m[b], mx);
-    }
-#pragma unroll
-    for (int b = 0; b < 4; b++) {
-        const float x = warp_max(m[b]);
-        if (lane == 0) red[w][b] = x;
-    }
-    __syncthreads();
-    if (tid < nvb) {
-        const int e = scale_exp(fmaxf(fmaxf(red[0][tid], red[1][tid]), fmaxf(red[2][tid], red[3][tid])));
-        sc[tid] = exp2i(e);
-        c.edO[chh * nvb + tid] = e;
-    }
-    __syncthreads();
-    for (int i = tid; i < 64 * v8; i += 128) {
-        const int r = i / v8, c8 = i % v8;
-        uint4 y = {0u, 0u, 0u, 0u};
-        if (r < ch.len) {
+    const int nitems = c.tab[0] * c.Hv;
+    for (int item = blockIdx.x; item < nitems; item += gridDim.x) {
+        const int ci = c.tab[0] - 1 - item / c.Hv, h = item % c.Hv;
+        const Chunk ch = chunk_at(c, ci);
+        const int V = c.V, Hv = c.Hv, v8 = V / 8, nvb = c.nvb;
+        const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
+        const size_t chh = (size_t)ci * Hv + h;
+        float m[4] = {0.f, 0.f, 0.f, 0.f};
+        for (int i = tid; i < ch.len * v8; i += 128) {
+            const int r = i / v8, c8 = i % v8;
             const uint4 x = *reinterpret_cast<const uint4 *>(c.dout + ((size_t)(ch.t0 + r) * Hv + h) * V + c8 * 8);
-            const float s = sc[c8 >> 3];
-            y.x = pack_f16(bf2f_lo(x.x) * s, bf2f_hi(x.x) * s);
-            y.y = pack_f16(bf2f_lo(x.y) * s, bf2f_hi(x.y) * s);
-            y.z = pack_f16(bf2f_lo(x.z) * s, bf2f_hi(x.z) * s);
-            y.w = pack_f16(bf2f_lo(x.w) * s, bf2f_hi(x.w) * s);
+            const float mx = fmaxf(fmaxf(fmaxf(fabsf(bf2f_lo(x.x)), fabsf(bf2f_hi(x.x))),
+                                         fmaxf(fabsf(bf2f_lo(x.y)), fabsf(bf2f_hi(x.y)))),
+                                   fmaxf(fmaxf(fabsf(bf2f_lo(x.z)), fabsf(bf2f_hi(x.z))),
+                                         fmaxf(fabsf(bf2f_lo(x.w)), fabsf(bf2f_hi(x.w)))));
+#pragma unroll
+            for (int b = 0; b < 4; b++)
+                if (b == (c8 >> 3)) m[b] = fmaxf(m[b], mx);
         }
-        *reinterpret_cast<uint4 *>(c.dOh + (chh * 64 + r) * V + c8 * 8) = y;
+#pragma unroll
+        for (int b = 0; b < 4; b++) {
+            const float x = warp_max(m[b]);
+            if (lane == 0) red[w][b] = x;
+        }
+        __syncthreads();
+        if (tid < nvb) {
+            const int e = scale_exp(fmaxf(fmaxf(red[0][tid], red[1][tid]), fmaxf(red[2][tid], red[3][tid])));
+            sc[tid] = exp2i(e);
+            c.edO[chh * nvb + tid] = e;
+        }
+        __syncthreads();
+        for (int i = tid; i < 64 * v8; i += 128) {
+            const int r = i / v8, c8 = i % v8;
+            uint4 y = {0u, 0u, 0u, 0u};
+            if (r < ch.len) {
+                const uint4 x = *reinterpret_cast<const uint4 *>(c.dout + ((size_t)(ch.t0 + r) * Hv + h) * V + c8 * 8);
+                const float s = sc[c8 >> 3];
+                y.x = pack_f16(bf2f_lo(x.x) * s, bf2f_hi(x.x) * s);
+                y.y = pack_f16(bf2f_lo(x.y) * s, bf2f_hi(x.y) * s);
+                y.z = pack_f16(bf2f_lo(x.z) * s, bf2f_hi(x.z) * s);
+                y.w = pack_f16(bf2f_lo(x.w) * s, bf2f_hi(x.w) * s);
+            }
+            *reinterpret_cast<uint4 *>(c.dOh + (chh * 64 + r) * V + c8 * 8) = y;
+        }
+        __syncthreads(); /* also: red and sc are free for the next item */
+        if (tid == 0) flag_signal(c.flD + chh);
     }
 }
 
@@ -1147,7 +1292,7 @@ template <int KT> static size_t state_bwd_smem() {
            carve16(3 * C::NW * 4);
 }
 
-template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::NW * 32) k_state_bwd(Ctx c) {
+template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS) k_state_bwd(Ctx c) {
     typedef StateCfg<KT> C;
     constexpr int NTW = C::NTW, NW = C::NW, KP = C::KP, LDK = C::LDK, WC = C::WC, LDS = C::LDS, NST = C::STAGES;
     constexpr int STG = 3 * 64 * LDK + 2 * 64 * LD64 + 128; /* stage: Kn, Wu, Qn [64][LDK], P, dO [64][LD64], G [64] fp32 */
@@ -1165,6 +1310,12 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::NW * 32
     uint16_t *dUs = cv.take<uint16_t>(NW * 64 * LDS) + w * 64 * LDS; /* -Y, fp16 x 2^e (per warp) */
     uint16_t *Zs = cv.take<uint16_t>(NW * 64 * LDS) + w * 64 * LDS;  /* gam o dO, fp16 x 2^e (per warp) */
     float *redS = cv.take<float>(3 * NW), *redU = redS + 2 * NW;
+    allow_dependents();
+    const StateSig sg{c.flD, c.flB, first + cnt - 1, -1, cnt, Hv, h};
+    if (C::XW && w == NW) {
+        state_signaller<NST == 1 ? 3 : 2>(sg);
+        return;
+    }
 #define Kns(s) (stg + (s) * STG)
 #define Ws(s) (stg + (s) * STG + 64 * LDK)
 #define Qns(s) (stg + (s) * STG + 2 * 64 * LDK)
@@ -1208,6 +1359,8 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::NW * 32
     m = warp_max(m);
     if (lane == 0) redS[NW + w] = m;
 
+    if (cnt > 0) flag_wait(c.flD + (size_t)(first + cnt - 1) * Hv + h, 1);
+    if (!C::XW && tid == 0) sig_pre(sg);
     if (NST == 2 && cnt > 0) {
         load(0, first + cnt - 1);
         cp_async_commit();
@@ -1247,7 +1400,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::NW * 32
         /* Z = gam o dO (this warp's columns), fp16 with its own exponent */
         const float *Gt = Gts(s);
         const float glast = Gt[63], eg = __expf(glast);
-        const int edO = c.edO[chh * nvb + vb];
+        const int edO = ld_l2(c.edO + chh * nvb + vb);
         int eZ;
         {
             float mz = 0.f;
@@ -1386,6 +1539,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::NW * 32
         m = warp_max(m);
         if (lane == 0) redS[(it & 1) * NW + w] = m;
         /* dU -> global (in the Uv buffer), fp16 x 2^edU with one exponent for the block */
+        if (!C::XW && tid == 0) sig_step(sg, it);
         __syncthreads();
         m = 0.f;
         for (int i = 0; i < NW; i++) m = fmaxf(m, redU[i]);
@@ -1416,6 +1570,8 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::NW * 32
                     if (d < K) c.ds0[(((size_t)doc * Hv + h) * K + d) * V + col] = dH[mt][nt][e];
                 }
     }
+    __syncthreads(); /* the signaller reports the last chunk */
+    if (!C::XW && tid == 0) sig_post(sg);
 #undef Kns
 #undef Ws
 #undef Qns
@@ -1443,8 +1599,11 @@ template <int KBT> static size_t chunk_bwd_smem() {
 template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(Ctx c) {
     typedef ChunkBwdCfg<KBT> C;
     constexpr int KB = C::KB, LDQ = C::LDQ, NT = C::NT, STG = C::STG;
-    const int ci = blockIdx.x, h = blockIdx.y, kb = blockIdx.z;
+    /* last chunk first (it trails k_state_bwd); the K blocks of a (chunk, head) are adjacent */
+    const int kb = blockIdx.x % c.nkb, h = (blockIdx.x / c.nkb) % c.Hv;
+    const int ci = c.ncmax - 1 - (int)(blockIdx.x / (c.nkb * c.Hv));
     if (ci >= c.tab[0]) return;
+    flag_wait(c.flB + (size_t)ci * c.Hv + h, c.nvb); /* every column block of k_state_bwd (and k_dout_prep) is done */
     const Chunk ch = chunk_at(c, ci);
     const int K = c.K, V = c.V, Hv = c.Hv, Hk = c.Hk, hk = h / (Hv / Hk), kc0 = kb * KB, nvb = c.nvb;
     const int kcols = imin(KB, K - kc0);
@@ -1595,7 +1754,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
             cp_async_commit();
         }
         const size_t ei = chh * nvb + vs;
-        const int eO = c.edO[ei], eU = c.eU[ei], edU = c.eUv[ei], eH = c.eH[ei], edH = c.edH[ei];
+        const int eO = ld_l2(c.edO + ei), eU = c.eU[ei], edU = ld_l2(c.eUv + ei), eH = c.eH[ei], edH = ld_l2(c.edH + ei);
         if (role == 0) {
             /* bring the accumulators to this slice's units */
             const float rA = exp2i(eO + eU - uA[0]), rB = exp2i(eO + eH - uB[0]), rC = exp2i(eU + edH - uC);
@@ -2206,7 +2365,7 @@ extern "C" int gdn_profile_report(char *buf, size_t n) {
 /* ---------------------------------------------------------------- launchers */
 
 struct Layout {
-    size_t tab, G, Wu, Kn, Qn, P, Tm, Uv, H, dH, U, dOh, eUv, eH, eU, edH, edO, dqs, dks, total;
+    size_t tab, G, Wu, Kn, Qn, P, Tm, Uv, H, dH, U, dOh, eUv, eH, eU, edH, edO, dqs, dks, fl, total;
     int ncmax;
 };
 
@@ -2242,6 +2401,7 @@ static Layout layout_for(int T, int ndocs, int Hk, int Hv, int K, int V) {
     const bool need = Hv != Hk || K > 128;
     L.dqs = need ? put((size_t)T * Hv * K * 4) : 0;
     L.dks = need ? put((size_t)T * Hv * K * 4) : 0;
+    L.fl = put(4 * (16 + 4 * ch));
     L.total = o;
     return L;
 }
@@ -2263,14 +2423,16 @@ static bool al16(const void *p) { return ((uintptr_t)p & 15) == 0; }
  * kernel, size and device, not per launch).  Not thread-safe. */
 enum { ATTR_DEV = 16, ATTR_FN = 64 };
 static struct {
-    int lim[ATTR_DEV];
+    int lim[ATTR_DEV], sms[ATTR_DEV], major[ATTR_DEV];
     const void *fn[ATTR_DEV][ATTR_FN];
     int set[ATTR_DEV][ATTR_FN];
 } attr_cache;
 
-/* Launch `kern` after raising its dynamic shared memory limit when needed. */
+/* Launch `kern` after raising its dynamic shared memory limit when needed;
+ * `early`: with programmatic stream serialization, so that it may start once
+ * every block of the kernel before it has called allow_dependents(). */
 static int launch(void (*kern)(Ctx), dim3 grid, dim3 block, size_t smem, cudaStream_t st, const char *name,
-                  const Ctx &c) {
+                  const Ctx &c, bool early = false) {
     int dev = 0;
     GDN_CUDA_TRY(cudaGetDevice(&dev));
     const int d = dev >= 0 && dev < ATTR_DEV ? dev : -1;
@@ -2295,7 +2457,22 @@ static int launch(void (*kern)(Ctx), dim3 grid, dim3 block, size_t smem, cudaStr
             }
         }
     }
-    GDN_LAUNCH(kern, grid, block, smem, st, c);
+#ifndef OH_EMU
+    if (early) {
+        cudaLaunchConfig_t cfg = {};
+        cudaLaunchAttribute at[1] = {};
+        at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[0].val.programmaticStreamSerializationAllowed = 1;
+        cfg.gridDim = grid;
+        cfg.blockDim = block;
+        cfg.dynamicSmemBytes = smem;
+        cfg.stream = st;
+        cfg.attrs = at;
+        cfg.numAttrs = 1;
+        GDN_CUDA_TRY(cudaLaunchKernelEx(&cfg, kern, c));
+    } else
+#endif
+        GDN_LAUNCH(kern, grid, block, smem, st, c);
     const cudaError_t e = cudaGetLastError();
     if (e != cudaSuccess)
         return gdn_fail(GDN_STATUS_CUDA, __FILE__, __LINE__, "launch of %s: %s", name, cudaGetErrorString(e));
@@ -2303,51 +2480,154 @@ static int launch(void (*kern)(Ctx), dim3 grid, dim3 block, size_t smem, cudaStr
     return 0;
 }
 
+/* Overlap.  k_state_fwd needs k_prep's results chunk by chunk and k_out needs
+ * k_state_fwd's; in the backward k_state_bwd needs k_dout_prep's and
+ * k_chunk_bwd needs k_state_bwd's.  When the state kernel's grid fits on the
+ * SMs at once (one document: Hv x ceil(V / 64) blocks, 90 for the 7B), they
+ * run together, ordered by the flags:
+ *   forward:  k_prep (persistent, a few blocks per SM, claiming items in
+ *             chunk order), k_state_fwd, k_prep again (the SMs' remaining
+ *             room, same counter), k_out;
+ *   backward: k_dout_prep (persistent, grid stride), k_state_bwd, k_chunk_bwd;
+ * each after the first launched with programmatic stream serialization, every
+ * kernel calling allow_dependents() first, so that the next may start once
+ * all the blocks of the one before it are running.  Deadlock freedom: a block
+ * only waits for flags of kernels launched before its own, and a kernel
+ * starts only when every block of the one before it (hence of all before it)
+ * has started, so every block waited for is already running and none of them
+ * waits for anything later; the producers (k_prep, k_dout_prep) wait for
+ * nothing.  Without early starts (a sanitizer, an older GPU, a driver that
+ * ignores the attribute) the same launches simply run one after another.
+ * The first k_prep leaves room for a state block on every SM (so that the
+ * state kernel starts at once); the second fills what the state blocks
+ * leave.  The last block of the last kernel finishes only after the last
+ * flag, which every store of the three precedes, so the next kernel in the
+ * stream sees everything.  OH_GDN_OVERLAP=0 turns it off; the per-kernel
+ * profile (events between kernels) runs without it. */
+struct KernelCfg {
+    void (*fn)(Ctx);
+    size_t smem;
+    int threads;
+};
 static int kt_of(int K) {
     return K <= 16 ? 1 : K <= 32 ? 2 : K <= 64 ? 4 : K <= 96 ? 6 : K <= 128 ? 8 : K <= 192 ? 12 : 16;
 }
+template <int KT> static KernelCfg state_cfg(bool bwd) {
+    if (bwd) return KernelCfg{k_state_bwd<KT>, state_bwd_smem<KT>(), StateCfg<KT>::THREADS};
+    return KernelCfg{k_state_fwd<KT>, state_smem<KT>(), StateCfg<KT>::THREADS};
+}
+static KernelCfg state_kernel(int K, bool bwd) {
+    switch (kt_of(K)) {
+    case 1: return state_cfg<1>(bwd);
+    case 2: return state_cfg<2>(bwd);
+    case 4: return state_cfg<4>(bwd);
+    case 6: return state_cfg<6>(bwd);
+    case 8: return state_cfg<8>(bwd);
+    case 12: return state_cfg<12>(bwd);
+    default: return state_cfg<16>(bwd);
+    }
+}
+static int run_state(const Ctx &c, cudaStream_t st, bool bwd, bool early) {
+    const KernelCfg k = state_kernel(c.K, bwd);
+    return launch(k.fn, dim3(c.nvb, c.Hv, c.ndocs), dim3(k.threads), k.smem, st, bwd ? "k_state_bwd" : "k_state_fwd", c,
+                  early);
+}
 
-template <int KT> static int run_state_fwd(const Ctx &c, cudaStream_t st) {
-    return launch(k_state_fwd<KT>, dim3(c.nvb, c.Hv, c.ndocs), dim3(StateCfg<KT>::NW * 32), state_smem<KT>(), st,
-                  "k_state_fwd", c);
+/* How the overlapped launches are sized: grids of the producers (0: no
+ * overlap). */
+struct Overlap {
+    int a, b; /* forward: the two k_prep grids; backward: the k_dout_prep grid (a) */
+};
+
+/* What one block of `k` holds on an SM (registers in the per-warp allocation
+ * unit of 256, shared memory with the per-block reservation). */
+struct Res {
+    long regs, smem, threads;
+};
+#ifndef OH_EMU
+static int res_of(const KernelCfg &k, int reserved, Res *r) {
+    cudaFuncAttributes fa;
+    GDN_CUDA_TRY(cudaFuncGetAttributes(&fa, (const void *)k.fn));
+    const long warps = (k.threads + 31) / 32;
+    r->regs = warps * (((long)fa.numRegs * 32 + 255) / 256 * 256);
+    r->smem = (long)fa.sharedSizeBytes + (long)k.smem + reserved;
+    r->threads = warps * 32;
+    return 0;
 }
-template <int KT> static int run_state_bwd(const Ctx &c, cudaStream_t st) {
-    return launch(k_state_bwd<KT>, dim3(c.nvb, c.Hv, c.ndocs), dim3(StateCfg<KT>::NW * 32), state_bwd_smem<KT>(),
-                  st, "k_state_bwd", c);
+/* The most blocks of `p` that fit on an SM beside `extra` blocks of `s`. */
+static int fit_beside(const Res &p, const Res &s, int extra, long regs, long smem, long threads) {
+    int n = 0;
+    while (n < 32 && (n + 1) * p.regs + extra * s.regs <= regs && (n + 1) * p.smem + extra * s.smem <= smem &&
+           (n + 1) * p.threads + extra * s.threads <= threads)
+        n++;
+    return n;
 }
-static int state_fwd(const Ctx &c, cudaStream_t st) {
-    switch (kt_of(c.K)) {
-    case 1: return run_state_fwd<1>(c, st);
-    case 2: return run_state_fwd<2>(c, st);
-    case 4: return run_state_fwd<4>(c, st);
-    case 6: return run_state_fwd<6>(c, st);
-    case 8: return run_state_fwd<8>(c, st);
-    case 12: return run_state_fwd<12>(c, st);
-    default: return run_state_fwd<16>(c, st);
+#endif
+
+static int plan_overlap(const Ctx &c, bool bwd, Overlap *o) {
+    o->a = o->b = 0;
+    static int env = -1;
+    if (env < 0) {
+        const char *e = getenv("OH_GDN_OVERLAP");
+        env = !(e && e[0] == '0');
     }
-}
-static int state_bwd(const Ctx &c, cudaStream_t st) {
-    switch (kt_of(c.K)) {
-    case 1: return run_state_bwd<1>(c, st);
-    case 2: return run_state_bwd<2>(c, st);
-    case 4: return run_state_bwd<4>(c, st);
-    case 6: return run_state_bwd<6>(c, st);
-    case 8: return run_state_bwd<8>(c, st);
-    case 12: return run_state_bwd<12>(c, st);
-    default: return run_state_bwd<16>(c, st);
+    if (!env || prof.on) return 0;
+    const long items = (long)c.ncmax * c.Hv;
+#ifdef OH_EMU
+    /* the emulator runs kernels one after another: the first producer does
+     * everything, the rest find no work left; small grids exercise the loops */
+    o->a = (int)(items < 7 ? items : 7);
+    o->b = bwd ? 0 : 3;
+    return 0;
+#else
+    int dev = 0;
+    GDN_CUDA_TRY(cudaGetDevice(&dev));
+    if (dev < 0 || dev >= ATTR_DEV) return 0;
+    int sms = attr_cache.sms[dev], major = attr_cache.major[dev];
+    if (sms == 0) {
+        GDN_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+        GDN_CUDA_TRY(cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, dev));
+        attr_cache.sms[dev] = sms;
+        attr_cache.major[dev] = major;
     }
+    const long nstate = (long)c.nvb * c.Hv * c.ndocs;
+    if (major < 9 || nstate > sms) return 0;
+    int regs, smem, threads, reserved;
+    GDN_CUDA_TRY(cudaDeviceGetAttribute(&regs, cudaDevAttrMaxRegistersPerMultiprocessor, dev));
+    GDN_CUDA_TRY(cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
+    GDN_CUDA_TRY(cudaDeviceGetAttribute(&threads, cudaDevAttrMaxThreadsPerMultiProcessor, dev));
+    GDN_CUDA_TRY(cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev));
+    Res s = {}, p = {};
+    int r;
+    if ((r = res_of(state_kernel(c.K, bwd), reserved, &s))) return r;
+    const KernelCfg prod = bwd ? KernelCfg{k_dout_prep, 0, 128} : KernelCfg{k_prep<true>, prep_smem(c.K, c.V), 128};
+    if ((r = res_of(prod, reserved, &p))) return r;
+    const int beside = fit_beside(p, s, 1, regs, smem, threads), alone = fit_beside(p, s, 0, regs, smem, threads);
+    if (beside < 1) return 0;
+    if (bwd) {
+        /* k_dout_prep is light: a few blocks per SM are enough, and k_chunk_bwd
+         * (a whole SM a block) gets the SMs as soon as they are done */
+        const long g = (long)sms * (beside < 4 ? beside : 4);
+        o->a = (int)(items < g ? items : g);
+        return 0;
+    }
+    o->a = (int)(items < (long)sms * beside ? items : (long)sms * beside);
+    o->b = (int)((sms - nstate) * (alone - beside));
+    if (o->b > items) o->b = (int)items;
+    return 0;
+#endif
 }
-template <int KBT> static int run_chunk_bwd(const Ctx &c, cudaStream_t st) {
-    return launch(k_chunk_bwd<KBT>, dim3(c.ncmax, c.Hv, c.nkb), dim3(256), chunk_bwd_smem<KBT>(), st, "k_chunk_bwd",
-                  c);
+template <int KBT> static int run_chunk_bwd(const Ctx &c, cudaStream_t st, bool early) {
+    return launch(k_chunk_bwd<KBT>, dim3(c.ncmax * c.Hv * c.nkb), dim3(256), chunk_bwd_smem<KBT>(), st,
+                  "k_chunk_bwd", c, early);
 }
 /* K split in nkb = ceil(K / 128) blocks of <= 128 columns. */
-static int chunk_bwd(const Ctx &c, cudaStream_t st) {
+static int chunk_bwd(const Ctx &c, cudaStream_t st, bool early) {
     const int kb = (c.K + c.nkb - 1) / c.nkb;
-    if (kb <= 32) return run_chunk_bwd<2>(c, st);
-    if (kb <= 64) return run_chunk_bwd<4>(c, st);
-    if (kb <= 96) return run_chunk_bwd<6>(c, st);
-    return run_chunk_bwd<8>(c, st);
+    if (kb <= 32) return run_chunk_bwd<2>(c, st, early);
+    if (kb <= 64) return run_chunk_bwd<4>(c, st, early);
+    if (kb <= 96) return run_chunk_bwd<6>(c, st, early);
+    return run_chunk_bwd<8>(c, st, early);
 }
 
 static int make_ctx(Ctx *c, int T, int ndocs, int Hk, int Hv, int K, int V, void *ws, size_t ws_bytes) {
@@ -2378,6 +2658,11 @@ static int make_ctx(Ctx *c, int T, int ndocs, int Hk, int Hv, int K, int V, void
     c->edO = (int *)(b + L.edO);
     c->dqs = L.dqs ? (float *)(b + L.dqs) : NULL;
     c->dks = L.dks ? (float *)(b + L.dks) : NULL;
+    c->ctr = (int *)(b + L.fl);
+    c->flP = c->ctr + 16;
+    c->flS = c->flP + (size_t)L.ncmax * Hv;
+    c->flD = c->flS + (size_t)L.ncmax * Hv;
+    c->flB = c->flD + (size_t)L.ncmax * Hv;
     c->T = T;
     c->Hk = Hk;
     c->Hv = Hv;
@@ -2387,18 +2672,38 @@ static int make_ctx(Ctx *c, int T, int ndocs, int Hk, int Hv, int K, int V, void
     c->ncmax = L.ncmax;
     c->nkb = (K + 127) / 128;
     c->nvb = (V + 63) / 64;
+    if ((size_t)L.ncmax * Hv * (c->nvb > c->nkb ? c->nvb : c->nkb) > 0x7fffffffu)
+        return gdn_fail(GDN_STATUS_UNSUPPORTED, __FILE__, __LINE__,
+                        "%d chunks x %d value heads x %d column blocks exceed one launch's 2^31 - 1 blocks", L.ncmax,
+                        Hv, c->nvb);
     c->scale = 1.0f / sqrtf((float)K);
     return 0;
 }
 
-/* k_chunk_table, k_prep, k_state_fwd: everything k_out and the backward read. */
-static int forward_intermediates(const Ctx &c, const int32_t *cu, cudaStream_t st) {
+/* k_chunk_table, k_prep, k_state_fwd: everything k_out and the backward read;
+ * with k_out when `out`; overlapped as "Overlap" says when plan_overlap allows. */
+static int forward_pass(const Ctx &c, const int32_t *cu, cudaStream_t st, bool out) {
+    /* the claim counter, flP, flS */
+    GDN_CUDA_TRY(cudaMemsetAsync(c.ctr, 0, sizeof(int) * (16 + 2 * (size_t)c.ncmax * c.Hv), st));
     GDN_LAUNCH(k_chunk_table, dim3(1), dim3(256), 0, st, c, cu);
     GDN_CUDA_TRY(cudaGetLastError());
     prof_mark("k_chunk_table", st);
-    const int r = launch(k_prep, dim3(c.ncmax, c.Hv), dim3(128), prep_smem(c.K, c.V), st, "k_prep", c);
+    const dim3 go(c.ncmax * c.Hv * c.nvb);
+    const size_t sp = prep_smem(c.K, c.V), so = out_smem(c.K);
+    Overlap o;
+    int r = plan_overlap(c, false, &o);
     if (r) return r;
-    return state_fwd(c, st);
+    if (o.a > 0) { /* see "Overlap" */
+        if ((r = launch(k_prep<true>, dim3(o.a), dim3(128), sp, st, "k_prep", c)) ||
+            (r = run_state(c, st, false, true)))
+            return r;
+        if (o.b > 0 && (r = launch(k_prep<true>, dim3(o.b), dim3(128), sp, st, "k_prep", c, true))) return r;
+        return out ? launch(k_out, go, dim3(128), so, st, "k_out", c, true) : 0;
+    }
+    if ((r = launch(k_prep<false>, dim3(c.ncmax * c.Hv), dim3(128), sp, st, "k_prep", c)) ||
+        (r = run_state(c, st, false, false)))
+        return r;
+    return out ? launch(k_out, go, dim3(128), so, st, "k_out", c) : 0;
 }
 
 extern "C" int gdn_fwd(uint16_t *out, float *s_final, const uint16_t *q, const uint16_t *k, const uint16_t *v,
@@ -2420,9 +2725,7 @@ extern "C" int gdn_fwd(uint16_t *out, float *s_final, const uint16_t *q, const u
     c.s_final = s_final;
     cudaStream_t st = (cudaStream_t)stream;
     prof_mark(NULL, st);
-    r = forward_intermediates(c, cu_seqlens, st);
-    if (r) return r;
-    return launch(k_out, dim3(c.ncmax * c.nvb, c.Hv), dim3(128), out_smem(K), st, "k_out", c);
+    return forward_pass(c, cu_seqlens, st, true);
 }
 
 extern "C" int gdn_bwd(uint16_t *dq, uint16_t *dk, uint16_t *dv, float *dg, float *dbeta, float *ds0,
@@ -2454,20 +2757,24 @@ extern "C" int gdn_bwd(uint16_t *dq, uint16_t *dk, uint16_t *dv, float *dg, floa
     cudaStream_t st = (cudaStream_t)stream;
     prof_mark(NULL, st);
     if (!ws_has_fwd) {
-        r = forward_intermediates(c, cu_seqlens, st);
+        r = forward_pass(c, cu_seqlens, st, false);
         if (r) return r;
     }
-    r = launch(k_dout_prep, dim3(c.ncmax, c.Hv), dim3(128), 0, st, "k_dout_prep", c);
-    if (r) return r;
-    r = state_bwd(c, st);
-    if (r) return r;
+    GDN_CUDA_TRY(cudaMemsetAsync(c.flD, 0, 2 * sizeof(int) * (size_t)c.ncmax * c.Hv, st)); /* flD, flB */
     if (c.nkb > 1) {
         GDN_CUDA_TRY(cudaMemsetAsync(dg, 0, (size_t)T * Hv * sizeof(float), st));
         GDN_CUDA_TRY(cudaMemsetAsync(dbeta, 0, (size_t)T * Hv * sizeof(float), st));
         prof_mark("memset", st);
     }
-    r = chunk_bwd(c, st);
-    if (r) return r;
+    Overlap o;
+    if ((r = plan_overlap(c, true, &o))) return r;
+    if (o.a > 0) { /* see "Overlap" */
+        if ((r = launch(k_dout_prep, dim3(o.a), dim3(128), 0, st, "k_dout_prep", c)) ||
+            (r = run_state(c, st, true, true)) || (r = chunk_bwd(c, st, true)))
+            return r;
+    } else if ((r = launch(k_dout_prep, dim3(c.ncmax * c.Hv), dim3(128), 0, st, "k_dout_prep", c)) ||
+               (r = run_state(c, st, true, false)) || (r = chunk_bwd(c, st, false)))
+        return r;
     if (c.nkb > 1 || Hv != Hk) {
         r = launch(k_qk_finish, dim3((T * Hk + 7) / 8), dim3(256), 0, st, "k_qk_finish", c);
         if (r) return r;

@@ -84,6 +84,7 @@ struct Thread {
     bool started, done;
     Op op;
     const char *where; /* file:line of the collective, for diagnostics */
+    bool bar_any;      /* at a __syncthreads that may pair with any other (bar_sync_any) */
     /* shuffle */
     uint32_t sh_val, sh_out;
     int sh_arg;
@@ -168,6 +169,14 @@ inline void collective(Op op, const char *where) {
     t->op = op;
     t->where = where;
     yield();
+}
+/* A __syncthreads in code that runs beside other code (a helper warp): it
+ * pairs with whatever __syncthreads the other threads are at.  The others'
+ * sites must still agree among themselves. */
+inline void collective_bar_any(const char *where) {
+    self()->bar_any = true;
+    collective(OP_BAR, where);
+    self()->bar_any = false;
 }
 
 /* ---- cp.async ---- */
@@ -507,10 +516,15 @@ inline void run_block() {
         if (nbar == n - ndone) {
             if (ndone) die("__syncthreads reached while some threads of the block have exited", s.th[0].where);
             const char *w0 = nullptr;
+            int i0 = 0;
             for (int i = 0; i < n; i++) {
-                if (!w0) w0 = s.th[i].where;
+                if (s.th[i].bar_any) continue;
+                if (!w0) {
+                    w0 = s.th[i].where;
+                    i0 = i;
+                }
                 if (s.th[i].where != w0) {
-                    fprintf(stderr, "emu: thread 0 at %s, thread %d at %s\n", w0, i, s.th[i].where);
+                    fprintf(stderr, "emu: thread %d at %s, thread %d at %s\n", i0, w0, i, s.th[i].where);
                     die("threads wait at different __syncthreads", w0);
                 }
             }
