@@ -415,9 +415,39 @@ struct Ctx {
      * done, k_dout_prep done, k_state_bwd column blocks done */
     int *flP, *flS, *flD, *flB;
     int *ctr;  /* k_prep's claim counter (zeroed with flP, flS) */
+    int kid;   /* the launch's slot in the OH_GDN_TRACE timeline, -1 off */
     int T, Hk, Hv, K, V, ndocs, ncmax, nkb, nvb;
     float scale;
 };
+
+/* OH_GDN_TRACE (sandbox): per launch slot, the first block start and the
+ * last block end (globaltimer ns), and a count (items a claiming k_prep did). */
+enum { TRACE_SLOTS = 8 };
+#ifndef OH_EMU
+static __device__ unsigned long long gdn_trace_buf[3 * TRACE_SLOTS];
+#endif
+DEV void trace_mark(const Ctx &c, bool end) {
+#ifndef OH_EMU
+    if (c.kid < 0 || threadIdx.x != 0) return;
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    if (end)
+        atomicMax(&gdn_trace_buf[2 * c.kid + 1], t);
+    else
+        atomicMin(&gdn_trace_buf[2 * c.kid], t);
+#else
+    (void)c;
+    (void)end;
+#endif
+}
+DEV void trace_count(const Ctx &c) {
+#ifndef OH_EMU
+    if (c.kid >= 0 && threadIdx.x == 0) atomicAdd(&gdn_trace_buf[2 * TRACE_SLOTS + c.kid], 1ull);
+#else
+    (void)c;
+#endif
+}
+
 
 struct Chunk {
     int t0, len, doc;
@@ -821,8 +851,10 @@ DEV void prep_item(const Ctx &c, int ci, int h) {
  * the loop costs registers (spills at the 4-blocks-per-SM bound). */
 template <bool CLAIM> static __global__ void __launch_bounds__(128, 4) k_prep(Ctx c) {
     allow_dependents();
+    trace_mark(c, false);
     if (!CLAIM) {
         prep_item(c, blockIdx.x / c.Hv, blockIdx.x % c.Hv);
+        trace_mark(c, true);
         return;
     }
     __shared__ int next;
@@ -834,7 +866,9 @@ template <bool CLAIM> static __global__ void __launch_bounds__(128, 4) k_prep(Ct
         __syncthreads(); /* everyone has it before thread 0 claims the next */
         if (item >= n) break;
         prep_item(c, item / c.Hv, item % c.Hv);
+        trace_count(c);
     }
+    trace_mark(c, true);
 }
 
 /* ------------------------------------------------------------- k_state_fwd */
@@ -921,6 +955,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
     uint16_t *Us = cv.take<uint16_t>(NW * 64 * LDS) + w * 64 * LDS; /* this warp's del o U, fp16 x 2^e (per warp) */
     float *redS = cv.take<float>(3 * NW), *redU = redS + 2 * NW;
     allow_dependents();
+    trace_mark(c, false);
     const StateSig sg{c.flP, c.flS, first, 1, cnt, Hv, h};
     if (C::XW && w == NW) {
         state_signaller<NST == 1 ? 3 : 2>(sg);
@@ -1130,6 +1165,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
     }
     __syncthreads(); /* the signaller reports the last chunk */
     if (!C::XW && tid == 0) sig_post(sg);
+    trace_mark(c, true);
 #undef Ws
 #undef Kns
 #undef Uvs
@@ -1146,6 +1182,7 @@ static __global__ void __launch_bounds__(128) k_out(Ctx c) {
     /* chunk-major (it trails k_state_fwd); the V blocks of a chunk are adjacent */
     const int vb = blockIdx.x % c.nvb, h = (blockIdx.x / c.nvb) % c.Hv, ci = blockIdx.x / (c.nvb * c.Hv);
     if (ci >= c.tab[0]) return;
+    trace_mark(c, false);
     flag_wait(c.flS + (size_t)ci * c.Hv + h, c.nvb); /* every column block of the state (and k_prep) is done */
     const Chunk ch = chunk_at(c, ci);
     const int K = c.K, V = c.V, Hv = c.Hv, LDK = K + 8;
@@ -1222,6 +1259,7 @@ static __global__ void __launch_bounds__(128) k_out(Ctx c) {
                      pack_bf16(O1[n][2 * hf] * gi + O2[n][2 * hf] * iU, O1[n][2 * hf + 1] * gi + O2[n][2 * hf + 1] * iU));
         }
     }
+    trace_mark(c, true);
 }
 
 /* ------------------------------------------------------------- k_dout_prep */
@@ -1235,6 +1273,7 @@ static __global__ void __launch_bounds__(128) k_dout_prep(Ctx c) {
     __shared__ float red[4][4];
     __shared__ float sc[4];
     const int nitems = c.tab[0] * c.Hv;
+    trace_mark(c, false);
     for (int item = blockIdx.x; item < nitems; item += gridDim.x) {
         const int ci = c.tab[0] - 1 - item / c.Hv, h = item % c.Hv;
         const Chunk ch = chunk_at(c, ci);
@@ -1281,6 +1320,7 @@ static __global__ void __launch_bounds__(128) k_dout_prep(Ctx c) {
         __syncthreads(); /* also: red and sc are free for the next item */
         if (tid == 0) flag_signal(c.flD + chh);
     }
+    trace_mark(c, true);
 }
 
 /* ------------------------------------------------------------- k_state_bwd */
@@ -1311,6 +1351,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
     uint16_t *Zs = cv.take<uint16_t>(NW * 64 * LDS) + w * 64 * LDS;  /* gam o dO, fp16 x 2^e (per warp) */
     float *redS = cv.take<float>(3 * NW), *redU = redS + 2 * NW;
     allow_dependents();
+    trace_mark(c, false);
     const StateSig sg{c.flD, c.flB, first + cnt - 1, -1, cnt, Hv, h};
     if (C::XW && w == NW) {
         state_signaller<NST == 1 ? 3 : 2>(sg);
@@ -1572,6 +1613,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
     }
     __syncthreads(); /* the signaller reports the last chunk */
     if (!C::XW && tid == 0) sig_post(sg);
+    trace_mark(c, true);
 #undef Kns
 #undef Ws
 #undef Qns
@@ -1603,6 +1645,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     const int kb = blockIdx.x % c.nkb, h = (blockIdx.x / c.nkb) % c.Hv;
     const int ci = c.ncmax - 1 - (int)(blockIdx.x / (c.nkb * c.Hv));
     if (ci >= c.tab[0]) return;
+    trace_mark(c, false);
     flag_wait(c.flB + (size_t)ci * c.Hv + h, c.nvb); /* every column block of k_state_bwd (and k_dout_prep) is done */
     const Chunk ch = chunk_at(c, ci);
     const int K = c.K, V = c.V, Hv = c.Hv, Hk = c.Hk, hk = h / (Hv / Hk), kc0 = kb * KB, nvb = c.nvb;
@@ -2256,6 +2299,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
 #undef Vs
 #undef Hs
 #undef dHs
+    trace_mark(c, true);
 }
 
 /* One warp per (token, key head): sum the value heads of the group, then the
@@ -2533,6 +2577,104 @@ static int run_state(const Ctx &c, cudaStream_t st, bool bwd, bool early) {
                   early);
 }
 
+/* OH_GDN_TRACE=1 (sandbox): per launch, the first block start and the last
+ * block end relative to the first kernel's start, averaged over the calls
+ * and printed at exit.  It synchronizes the stream after every call. */
+enum { TR_PREP, TR_STATE_FWD, TR_PREP2, TR_OUT, TR_DOUT_PREP, TR_STATE_BWD, TR_CHUNK_BWD };
+static const char *const trace_names[TRACE_SLOTS] = {"k_prep",      "k_state_fwd", "k_prep (2nd)", "k_out",
+                                                     "k_dout_prep", "k_state_bwd", "k_chunk_bwd",  ""};
+static struct {
+    int on; /* -1 unknown */
+    double t0[TRACE_SLOTS], t1[TRACE_SLOTS], cnt[TRACE_SLOTS];
+    int n[TRACE_SLOTS];
+} tr = {-1, {0}, {0}, {0}, {0}};
+static void trace_print(void) {
+    fprintf(stderr, "gdn trace (us from the first kernel's first block, mean over calls):\n");
+    for (int i = 0; i < TRACE_SLOTS; i++)
+        if (tr.n[i])
+            fprintf(stderr, "  %-13s start %8.1f  end %8.1f  span %8.1f  count %.0f  (%d calls)\n", trace_names[i],
+                    tr.t0[i] / tr.n[i] / 1e3, tr.t1[i] / tr.n[i] / 1e3, (tr.t1[i] - tr.t0[i]) / tr.n[i] / 1e3,
+                    tr.cnt[i] / tr.n[i], tr.n[i]);
+}
+static bool trace_on(void) {
+#ifdef OH_EMU
+    return false;
+#else
+    if (tr.on < 0) {
+        const char *e = getenv("OH_GDN_TRACE");
+        tr.on = e && e[0] == '1';
+        if (tr.on) atexit(trace_print);
+    }
+    return tr.on == 1;
+#endif
+}
+static Ctx traced(const Ctx &c, int kid) {
+    Ctx k = c;
+    k.kid = trace_on() ? kid : -1;
+    return k;
+}
+static int trace_begin(cudaStream_t st) {
+#ifndef OH_EMU
+    if (!trace_on()) return 0;
+    unsigned long long init[3 * TRACE_SLOTS];
+    for (int i = 0; i < 3 * TRACE_SLOTS; i++) init[i] = i < 2 * TRACE_SLOTS && !(i & 1) ? ~0ull : 0ull;
+    GDN_CUDA_TRY(cudaMemcpyToSymbolAsync(gdn_trace_buf, init, sizeof init, 0, cudaMemcpyHostToDevice, st));
+#else
+    (void)st;
+#endif
+    return 0;
+}
+static int trace_end(cudaStream_t st) {
+#ifndef OH_EMU
+    if (!trace_on()) return 0;
+    unsigned long long b[3 * TRACE_SLOTS];
+    GDN_CUDA_TRY(cudaMemcpyFromSymbolAsync(b, gdn_trace_buf, sizeof b, 0, cudaMemcpyDeviceToHost, st));
+    GDN_CUDA_TRY(cudaStreamSynchronize(st));
+    unsigned long long t0 = ~0ull;
+    for (int i = 0; i < TRACE_SLOTS; i++)
+        if (b[2 * i + 1] && b[2 * i] < t0) t0 = b[2 * i];
+    for (int i = 0; i < TRACE_SLOTS; i++)
+        if (b[2 * i + 1]) {
+            tr.t0[i] += (double)(b[2 * i] - t0);
+            tr.t1[i] += (double)(b[2 * i + 1] - t0);
+            tr.cnt[i] += (double)b[2 * TRACE_SLOTS + i];
+            tr.n[i]++;
+        }
+#else
+    (void)st;
+#endif
+    return 0;
+}
+
+/* The k_chunk_bwd instance for K (K split in nkb = ceil(K / 128) blocks of
+ * <= 128 columns). */
+typedef void (*KernelFn)(Ctx);
+static KernelFn chunk_bwd_kernel(int K) {
+    const int nkb = (K + 127) / 128, kb = (K + nkb - 1) / nkb;
+    return kb <= 32 ? k_chunk_bwd<2> : kb <= 64 ? k_chunk_bwd<4> : kb <= 96 ? k_chunk_bwd<6> : k_chunk_bwd<8>;
+}
+
+#ifndef OH_EMU
+/* cudaFuncAttributePreferredSharedMemoryCarveout = max shared, once per
+ * kernel and device. */
+static int carveout_max(void (*fn)(Ctx), int dev) {
+    enum { N = 32 };
+    static const void *done[ATTR_DEV][N];
+    for (int i = 0; i < N; i++) {
+        if (done[dev][i] == (const void *)fn) return 0;
+        if (done[dev][i] == NULL) {
+            GDN_CUDA_TRY(cudaFuncSetAttribute(fn, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                              (int)cudaSharedmemCarveoutMaxShared));
+            done[dev][i] = (const void *)fn;
+            return 0;
+        }
+    }
+    GDN_CUDA_TRY(cudaFuncSetAttribute(fn, cudaFuncAttributePreferredSharedMemoryCarveout,
+                                      (int)cudaSharedmemCarveoutMaxShared));
+    return 0;
+}
+#endif
+
 /* How the overlapped launches are sized: grids of the producers (0: no
  * overlap). */
 struct Overlap {
@@ -2599,9 +2741,19 @@ static int plan_overlap(const Ctx &c, bool bwd, Overlap *o) {
     GDN_CUDA_TRY(cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev));
     Res s = {}, p = {};
     int r;
-    if ((r = res_of(state_kernel(c.K, bwd), reserved, &s))) return r;
+    const KernelCfg sk = state_kernel(c.K, bwd);
+    if ((r = res_of(sk, reserved, &s))) return r;
     const KernelCfg prod = bwd ? KernelCfg{k_dout_prep, 0, 128} : KernelCfg{k_prep<true>, prep_smem(c.K, c.V), 128};
     if ((r = res_of(prod, reserved, &p))) return r;
+    /* An SM's split between L1 and shared memory is set for the first kernel
+     * it runs and changes only when it is idle: with the default (the least
+     * shared memory the kernel needs) a state block finds no room beside the
+     * producer's blocks until they exit.  So every kernel that overlaps asks
+     * for the largest shared-memory split (measured: without it k_state_fwd
+     * started only when k_prep's blocks began to exit). */
+    const KernelFn carve[3] = {prod.fn, sk.fn, bwd ? chunk_bwd_kernel(c.K) : k_out};
+    for (int i = 0; i < 3; i++)
+        if ((r = carveout_max(carve[i], dev))) return r;
     const int beside = fit_beside(p, s, 1, regs, smem, threads), alone = fit_beside(p, s, 0, regs, smem, threads);
     if (beside < 1) return 0;
     if (bwd) {
@@ -2614,6 +2766,14 @@ static int plan_overlap(const Ctx &c, bool bwd, Overlap *o) {
     o->a = (int)(items < (long)sms * beside ? items : (long)sms * beside);
     o->b = (int)((sms - nstate) * (alone - beside));
     if (o->b > items) o->b = (int)items;
+    const char *ge = getenv("OH_GDN_PREP_GRIDS"); /* sandbox: "A,B" */
+    if (ge && sscanf(ge, "%d,%d", &o->a, &o->b) != 2) o->b = 0;
+    if (o->a < 1) o->a = 1;
+    static int verbose = -1;
+    if (verbose < 0) verbose = getenv("OH_GDN_VERBOSE") != NULL;
+    if (verbose)
+        fprintf(stderr, "gdn overlap: %ld state blocks; k_prep %d per SM beside one, %d alone: grids %d + %d\n",
+                nstate, beside, alone, o->a, o->b);
     return 0;
 #endif
 }
@@ -2658,6 +2818,7 @@ static int make_ctx(Ctx *c, int T, int ndocs, int Hk, int Hv, int K, int V, void
     c->edO = (int *)(b + L.edO);
     c->dqs = L.dqs ? (float *)(b + L.dqs) : NULL;
     c->dks = L.dks ? (float *)(b + L.dks) : NULL;
+    c->kid = -1;
     c->ctr = (int *)(b + L.fl);
     c->flP = c->ctr + 16;
     c->flS = c->flP + (size_t)L.ncmax * Hv;
@@ -2694,16 +2855,17 @@ static int forward_pass(const Ctx &c, const int32_t *cu, cudaStream_t st, bool o
     int r = plan_overlap(c, false, &o);
     if (r) return r;
     if (o.a > 0) { /* see "Overlap" */
-        if ((r = launch(k_prep<true>, dim3(o.a), dim3(128), sp, st, "k_prep", c)) ||
-            (r = run_state(c, st, false, true)))
+        if ((r = launch(k_prep<true>, dim3(o.a), dim3(128), sp, st, "k_prep", traced(c, TR_PREP))) ||
+            (r = run_state(traced(c, TR_STATE_FWD), st, false, true)))
             return r;
-        if (o.b > 0 && (r = launch(k_prep<true>, dim3(o.b), dim3(128), sp, st, "k_prep", c, true))) return r;
-        return out ? launch(k_out, go, dim3(128), so, st, "k_out", c, true) : 0;
+        if (o.b > 0 && (r = launch(k_prep<true>, dim3(o.b), dim3(128), sp, st, "k_prep", traced(c, TR_PREP2), true)))
+            return r;
+        return out ? launch(k_out, go, dim3(128), so, st, "k_out", traced(c, TR_OUT), true) : 0;
     }
-    if ((r = launch(k_prep<false>, dim3(c.ncmax * c.Hv), dim3(128), sp, st, "k_prep", c)) ||
-        (r = run_state(c, st, false, false)))
+    if ((r = launch(k_prep<false>, dim3(c.ncmax * c.Hv), dim3(128), sp, st, "k_prep", traced(c, TR_PREP))) ||
+        (r = run_state(traced(c, TR_STATE_FWD), st, false, false)))
         return r;
-    return out ? launch(k_out, go, dim3(128), so, st, "k_out", c) : 0;
+    return out ? launch(k_out, go, dim3(128), so, st, "k_out", traced(c, TR_OUT)) : 0;
 }
 
 extern "C" int gdn_fwd(uint16_t *out, float *s_final, const uint16_t *q, const uint16_t *k, const uint16_t *v,
@@ -2725,7 +2887,8 @@ extern "C" int gdn_fwd(uint16_t *out, float *s_final, const uint16_t *q, const u
     c.s_final = s_final;
     cudaStream_t st = (cudaStream_t)stream;
     prof_mark(NULL, st);
-    return forward_pass(c, cu_seqlens, st, true);
+    if ((r = trace_begin(st)) || (r = forward_pass(c, cu_seqlens, st, true))) return r;
+    return trace_end(st);
 }
 
 extern "C" int gdn_bwd(uint16_t *dq, uint16_t *dk, uint16_t *dv, float *dg, float *dbeta, float *ds0,
@@ -2756,6 +2919,7 @@ extern "C" int gdn_bwd(uint16_t *dq, uint16_t *dk, uint16_t *dv, float *dg, floa
     c.ds0 = ds0;
     cudaStream_t st = (cudaStream_t)stream;
     prof_mark(NULL, st);
+    if ((r = trace_begin(st))) return r;
     if (!ws_has_fwd) {
         r = forward_pass(c, cu_seqlens, st, false);
         if (r) return r;
@@ -2769,15 +2933,18 @@ extern "C" int gdn_bwd(uint16_t *dq, uint16_t *dk, uint16_t *dv, float *dg, floa
     Overlap o;
     if ((r = plan_overlap(c, true, &o))) return r;
     if (o.a > 0) { /* see "Overlap" */
-        if ((r = launch(k_dout_prep, dim3(o.a), dim3(128), 0, st, "k_dout_prep", c)) ||
-            (r = run_state(c, st, true, true)) || (r = chunk_bwd(c, st, true)))
+        if ((r = launch(k_dout_prep, dim3(o.a), dim3(128), 0, st, "k_dout_prep", traced(c, TR_DOUT_PREP))) ||
+            (r = run_state(traced(c, TR_STATE_BWD), st, true, true)) ||
+            (r = chunk_bwd(traced(c, TR_CHUNK_BWD), st, true)))
             return r;
-    } else if ((r = launch(k_dout_prep, dim3(c.ncmax * c.Hv), dim3(128), 0, st, "k_dout_prep", c)) ||
-               (r = run_state(c, st, true, false)) || (r = chunk_bwd(c, st, false)))
+    } else if ((r = launch(k_dout_prep, dim3(c.ncmax * c.Hv), dim3(128), 0, st, "k_dout_prep",
+                           traced(c, TR_DOUT_PREP))) ||
+               (r = run_state(traced(c, TR_STATE_BWD), st, true, false)) ||
+               (r = chunk_bwd(traced(c, TR_CHUNK_BWD), st, false)))
         return r;
     if (c.nkb > 1 || Hv != Hk) {
         r = launch(k_qk_finish, dim3((T * Hk + 7) / 8), dim3(256), 0, st, "k_qk_finish", c);
         if (r) return r;
     }
-    return 0;
+    return trace_end(st);
 }
