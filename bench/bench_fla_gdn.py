@@ -25,6 +25,8 @@ def main():
     ap.add_argument("--quick", action="store_true", help="1x8192 only")
     ap.add_argument("--ours", help="TSV written by bench_gdn --tsv (same run) to compare with")
     ap.add_argument("--iters", type=int, default=20)
+    ap.add_argument("--profile", action="store_true",
+                    help="also print FLA's per-kernel CUDA times (torch.profiler) for one fwd+bwd per shape")
     args = ap.parse_args()
 
     import torch
@@ -127,6 +129,14 @@ def main():
         except Exception as e:  # the guard still refuses, or another failure
             print(f"  ({name}: backward failed: {type(e).__name__}: {str(e)[:200]})")
             tfb = float("nan")
+        if args.profile:
+            from torch.profiler import profile, ProfilerActivity
+            with profile(activities=[ProfilerActivity.CUDA]) as prof:
+                for _ in range(5):
+                    fwd_bwd()
+                torch.cuda.synchronize()
+            print(f"-- FLA per-kernel CUDA time, {name}, 5 x fwd+bwd (us per call = total / calls)")
+            print(prof.key_averages().table(sort_by="cuda_time_total", row_limit=25, max_name_column_width=60))
         of, ofb = ours.get(name, (float("nan"), float("nan")))
         print(f"{name:13s} {B * T:6d} | {tf:8.3f} {tfb:8.3f} | {of:8.3f} {ofb:8.3f} | {tf / of:6.2f} {tfb / ofb:6.2f}")
         del q, k, v, g, beta, do

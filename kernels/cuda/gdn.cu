@@ -590,7 +590,7 @@ DEV void prep_item(const Ctx &c, int ci, int h) {
         cp_async_wait<0>();
         __syncthreads();
     }
-    /* 2. cumsum of g (warp 0); then normalise q, k (fp16 in place), store Qn, Kn */
+    /* 2. cumsum of g (warp 0); normalise q, k (fp16 in place), store Qn, Kn */
     if (w == 0) {
         const float a = Gs[2 * lane], b = Gs[2 * lane + 1];
         float s = a + b;
@@ -604,29 +604,39 @@ DEV void prep_item(const Ctx &c, int ci, int h) {
         c.G[chh * 64 + 2 * lane] = s - b;
         c.G[chh * 64 + 2 * lane + 1] = s;
     }
-    __syncthreads();
     {
-        for (int r = 16 * w; r < 16 * w + 16; r++) {
-            float sq = 0.f, sk = 0.f;
-            for (int d = lane; d < K; d += 32) {
-                const float x = bf2f(Qs[r * LDK + d]), y = bf2f(Ks[r * LDK + d]);
-                sq += x * x;
-                sk += y * y;
-            }
-            sq = warp_sum(sq);
-            sk = warp_sum(sk);
-            const float rq = rsqrtf(sq + 1e-6f) * c.scale, rk = rsqrtf(sk + 1e-6f);
-            uint16_t *qn = c.Qn + (chh * 64 + r) * K, *kn = c.Kn + (chh * 64 + r) * K;
-            for (int d = lane; d < K; d += 32) {
-                const float x = bf2f(Qs[r * LDK + d]) * rq, y = bf2f(Ks[r * LDK + d]) * rk;
-                Qs[r * LDK + d] = to_f16(x);
-                Ks[r * LDK + d] = to_f16(y);
-                qn[d] = to_f16(x);
-                kn[d] = to_f16(y);
+        /* a thread per row of q (threads 0-63) or k (64-127): sum of squares, then the
+         * fp16 row in place; then the chunk's Qn and Kn to global in 16-byte pieces */
+        const int r = tid & 63;
+        uint16_t *row = (tid < 64 ? Qs : Ks) + r * LDK;
+        float sq = 0.f;
+        for (int d = 0; d < K; d += 8) {
+            const uint4 x = *reinterpret_cast<const uint4 *>(row + d);
+            const uint32_t xs[4] = {x.x, x.y, x.z, x.w};
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float lo = bf2f_lo(xs[e]), hi = bf2f_hi(xs[e]);
+                sq += lo * lo + hi * hi;
             }
         }
+        const float rn = rsqrtf(sq + 1e-6f) * (tid < 64 ? c.scale : 1.f);
+        for (int d = 0; d < K; d += 8) {
+            uint4 x = *reinterpret_cast<const uint4 *>(row + d);
+            x.x = pack_f16(bf2f_lo(x.x) * rn, bf2f_hi(x.x) * rn);
+            x.y = pack_f16(bf2f_lo(x.y) * rn, bf2f_hi(x.y) * rn);
+            x.z = pack_f16(bf2f_lo(x.z) * rn, bf2f_hi(x.z) * rn);
+            x.w = pack_f16(bf2f_lo(x.w) * rn, bf2f_hi(x.w) * rn);
+            *reinterpret_cast<uint4 *>(row + d) = x;
+        }
+        __syncthreads();
+        const int k8 = K / 8;
+        for (int i = tid; i < 64 * k8; i += 128) {
+            const int rr = i / k8, c8 = i % k8;
+            const size_t off = (chh * 64 + rr) * K + c8 * 8;
+            *reinterpret_cast<uint4 *>(c.Qn + off) = *reinterpret_cast<const uint4 *>(Qs + rr * LDK + c8 * 8);
+            *reinterpret_cast<uint4 *>(c.Kn + off) = *reinterpret_cast<const uint4 *>(Ks + rr * LDK + c8 * 8);
+        }
     }
-    __syncthreads();
     /* 3. Kn Kn^T and Qn Kn^T, rows 16w..16w+15 (causal: column tiles <= w) */
     {
         float kk[8][4], qk[8][4];
@@ -918,42 +928,79 @@ template <int NB> DEV void state_signaller(const StateSig &g) {
     if (lane == 0) sig_post(g);
 }
 
-/* The state kernels: KT = K padded to 16 KT rows.  K <= 128: 4 warps of 16 V
- * columns, tiles double-buffered; K > 128: 8 warps of 8 columns, one stage
- * (shared memory).  A block owns 64 columns of V. */
+/* The state kernels: KT = K padded to 16 KT rows.  A block owns 64 columns
+ * of V in NC column groups of WC = 8 NTW columns; each column group is shared
+ * by MH warps that split the rows of every product (the state's K rows, the
+ * chunk's 64 rows), so that a warp does 1 / MH of the step's work and meets
+ * its partners at a named barrier (pair_bar) where a product needs the rows
+ * another warp made.  K <= 128: 8 warps (4 groups of 16 columns x 2 row
+ * halves), tiles double-buffered, plus the signaller warp; K > 128: 8 warps
+ * of 8 columns, one stage (shared memory). */
 template <int KT> struct StateCfg {
     static constexpr int NTW = KT > 8 ? 1 : 2;     /* 8-column n-tiles per warp */
-    static constexpr int NW = 8 / NTW;             /* warps */
+    static constexpr int NC = 8 / NTW;             /* column groups */
+    static constexpr int MH = KT > 8 ? 1 : 2;      /* warps (row parts) per column group */
+    static constexpr int NW = NC * MH;             /* warps of the recurrence */
+    static constexpr int KT0 = (KT + MH - 1) / MH; /* state m-tiles of row part 0 (part 1 has KT - KT0) */
+    static constexpr int MX = 4 / MH;              /* chunk-row m-tiles per row part */
     static constexpr int STAGES = KT > 8 ? 1 : 2;
-    static constexpr int LDS = NTW == 2 ? 24 : 16; /* smem stride of a warp's columns */
+    static constexpr int LDS = NTW == 2 ? 24 : 16; /* smem stride of a column group */
     static constexpr int KP = 16 * KT, LDK = KP + 8, WC = 8 * NTW;
     static constexpr int XW = STAGES == 2, THREADS = 32 * (NW + XW); /* XW: the signaller warp */
+#ifndef OH_GDN_STATE_MINB
+#define OH_GDN_STATE_MINB 1
+#endif
+    static constexpr int MINB = KT > 8 ? 1 : OH_GDN_STATE_MINB; /* blocks per SM asked of the compiler */
 };
+
+/* The MH warps of column group cg meet (bar.sync 1 + cg; a warp alone: __syncwarp). */
+template <int MH> DEV void pair_bar(int cg) {
+    static_assert(MH == 1 || MH == 2, "row parts: 1 or 2 (named barriers 1-4 for 4 groups)");
+    if (MH == 1) {
+        __syncwarp();
+        return;
+    }
+#ifdef OH_EMU
+    emu::named_bar(1 + cg, 32 * MH, OH_EMU_WHERE);
+#else
+    /* constant ids: a register id makes ptxas reserve all 16 barriers */
+    switch (cg) {
+    case 0: asm volatile("bar.sync 1, %0;" ::"n"(32 * MH) : "memory"); break;
+    case 1: asm volatile("bar.sync 2, %0;" ::"n"(32 * MH) : "memory"); break;
+    case 2: asm volatile("bar.sync 3, %0;" ::"n"(32 * MH) : "memory"); break;
+    default: asm volatile("bar.sync 4, %0;" ::"n"(32 * MH) : "memory"); break;
+    }
+#endif
+}
 
 template <int KT> static size_t state_smem() {
     typedef StateCfg<KT> C;
     return carve16((size_t)C::STAGES * (2 * 64 * C::LDK + 64 * LD64 + 128) * 2) +
-           carve16((size_t)C::NW * C::KP * C::LDS * 2) + carve16((size_t)C::NW * 64 * C::LDS * 2) +
-           carve16(3 * C::NW * 4);
+           carve16((size_t)C::NC * C::KP * C::LDS * 2) + carve16((size_t)C::NC * 64 * C::LDS * 2) +
+           carve16(4 * C::NW * 4);
 }
 
-template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS) k_state_fwd(Ctx c) {
+template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS, StateCfg<KT>::MINB) k_state_fwd(Ctx c) {
     typedef StateCfg<KT> C;
-    constexpr int NTW = C::NTW, NW = C::NW, KP = C::KP, LDK = C::LDK, WC = C::WC, LDS = C::LDS, NST = C::STAGES;
+    constexpr int NTW = C::NTW, NW = C::NW, NC = C::NC, MH = C::MH, KT0 = C::KT0, MX = C::MX;
+    constexpr int KP = C::KP, LDK = C::LDK, WC = C::WC, LDS = C::LDS, NST = C::STAGES;
     constexpr int STG = 2 * 64 * LDK + 64 * LD64 + 128; /* stage: Wu, Kn [64][LDK], Uv [64][LD64], G [64] fp32 */
     const int vb = blockIdx.x, h = blockIdx.y, doc = blockIdx.z;
     const int K = c.K, V = c.V, Hv = c.Hv, nvb = c.nvb;
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g4 = lane >> 2, t4 = lane & 3;
+    const int cg = w % NC, mh = w / NC;
+    const int ms0 = mh * KT0, KTm = mh ? KT - KT0 : KT0; /* this warp's state m-tiles [ms0, ms0 + KTm) */
+    const int mx0 = mh * MX;                              /* and chunk-row m-tiles [mx0, mx0 + MX) */
     const int *dt = c.tab + 4 + 4 * c.ncmax + 2 * doc;
     const int first = dt[0], cnt = dt[1];
-    const int colw = vb * 64 + w * WC; /* first V column of this warp */
-    const bool wok = colw < V;         /* V % 16 == 0: a warp's columns are all valid or all not */
+    const int colw = vb * 64 + cg * WC; /* first V column of this warp */
+    const bool wok = colw < V;          /* V % 16 == 0: a warp's columns are all valid or all not */
 
     Carve cv{GDN_SMEM()};
     uint16_t *stg = cv.take<uint16_t>(NST * STG);
-    uint16_t *Ss = cv.take<uint16_t>(NW * KP * LDS) + w * KP * LDS; /* this warp's S0 columns, fp16 x 2^eH */
-    uint16_t *Us = cv.take<uint16_t>(NW * 64 * LDS) + w * 64 * LDS; /* this warp's del o U, fp16 x 2^e (per warp) */
-    float *redS = cv.take<float>(3 * NW), *redU = redS + 2 * NW;
+    uint16_t *Ss = cv.take<uint16_t>(NC * KP * LDS) + cg * KP * LDS; /* the group's S0 columns, fp16 x 2^eH */
+    uint16_t *Us = cv.take<uint16_t>(NC * 64 * LDS) + cg * 64 * LDS; /* the group's del o U, fp16 x 2^ed */
+    float *redS = cv.take<float>(4 * NW), *redU = redS + 2 * NW, *redD = redS + 3 * NW;
     allow_dependents();
     trace_mark(c, false);
     const StateSig sg{c.flP, c.flS, first, 1, cnt, Hv, h};
@@ -965,6 +1012,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
 #define Kns(s) (stg + (s) * STG + 64 * LDK)
 #define Uvs(s) (stg + (s) * STG + 2 * 64 * LDK)
 #define Gts(s) reinterpret_cast<float *>(stg + (s) * STG + 2 * 64 * LDK + 64 * LD64)
+#define ROWOK(i) ((KT % MH == 0) || (i) < KTm)
 
     auto load = [&](int s, int ci) {
         const size_t chh = (size_t)ci * Hv + h;
@@ -984,18 +1032,18 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
         if (tid < 16) cp_async16(Gts(s) + 4 * tid, c.G + chh * 64 + 4 * tid, true);
     };
 
-    /* state: rows d = 16 mt + g4 + 8 (e >> 1), columns colw + 8 nt + 2 t4 + (e & 1) */
-    float S[KT][NTW][4];
+    /* state part: rows d = 16 (ms0 + i) + g4 + 8 (e >> 1), columns colw + 8 nt + 2 t4 + (e & 1) */
+    float S[KT0][NTW][4];
     float m = 0.f;
 #pragma unroll
-    for (int mt = 0; mt < KT; mt++)
+    for (int i = 0; i < KT0; i++)
 #pragma unroll
         for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                const int d = 16 * mt + g4 + 8 * (e >> 1), col = colw + 8 * nt + 2 * t4 + (e & 1);
-                S[mt][nt][e] = (c.s0 && wok && d < K) ? c.s0[(((size_t)doc * Hv + h) * K + d) * V + col] : 0.f;
-                m = fmaxf(m, fabsf(S[mt][nt][e]));
+                const int d = 16 * (ms0 + i) + g4 + 8 * (e >> 1), col = colw + 8 * nt + 2 * t4 + (e & 1);
+                S[i][nt][e] = (c.s0 && wok && ROWOK(i) && d < K) ? c.s0[(((size_t)doc * Hv + h) * K + d) * V + col] : 0.f;
+                m = fmaxf(m, fabsf(S[i][nt][e]));
             }
     m = warp_max(m);
     if (lane == 0) redS[NW + w] = m; /* slot (-1) & 1 */
@@ -1024,110 +1072,123 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
             load(s ^ 1, ci + 1);
             cp_async_commit();
         }
-        /* S0 -> fp16 x 2^eH: H (global) and this warp's smem copy */
+        /* S0 -> fp16 x 2^eH: H (global) and the group's smem copy */
         m = 0.f;
         for (int i = 0; i < NW; i++) m = fmaxf(m, redS[((it + 1) & 1) * NW + i]);
         const int eH = scale_exp(m);
         const float sH = exp2i(eH);
         if (tid == 0) c.eH[chh * nvb + vb] = eH;
 #pragma unroll
-        for (int mt = 0; mt < KT; mt++)
+        for (int i = 0; i < KT0; i++)
+            if (ROWOK(i)) {
+#pragma unroll
+                for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+                    for (int hf = 0; hf < 2; hf++) {
+                        const int d = 16 * (ms0 + i) + g4 + 8 * hf, lc = 8 * nt + 2 * t4;
+                        const uint32_t p = pack_f16(S[i][nt][2 * hf] * sH, S[i][nt][2 * hf + 1] * sH);
+                        st32(Ss + d * LDS + lc, p);
+                        if (wok && d < K) st32(c.H + (chh * K + d) * V + colw + lc, p);
+                    }
+            }
+        pair_bar<MH>(cg);
+        /* X = Wu S0 (this part's chunk rows x WC);  U = Uv - gam o X */
+        float X[MX][NTW][4];
+#pragma unroll
+        for (int i = 0; i < MX; i++)
 #pragma unroll
             for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
-                for (int hf = 0; hf < 2; hf++) {
-                    const int d = 16 * mt + g4 + 8 * hf, lc = 8 * nt + 2 * t4;
-                    const uint32_t p = pack_f16(S[mt][nt][2 * hf] * sH, S[mt][nt][2 * hf + 1] * sH);
-                    st32(Ss + d * LDS + lc, p);
-                    if (wok && d < K) st32(c.H + (chh * K + d) * V + colw + lc, p);
-                }
-        __syncwarp();
-        /* X = Wu S0 (64 x WC);  U = Uv - gam o X */
-        float X[4][NTW][4];
-#pragma unroll
-        for (int mt = 0; mt < 4; mt++)
-#pragma unroll
-            for (int nt = 0; nt < NTW; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) X[mt][nt][e] = 0.f;
+                for (int e = 0; e < 4; e++) X[i][nt][e] = 0.f;
 #pragma unroll
         for (int kt = 0; kt < KT; kt++) {
             uint32_t b[4];
             ld_b_kn<NTW>(b, Ss, LDS, 0, 16 * kt, lane);
 #pragma unroll
-            for (int mt = 0; mt < 4; mt++) {
+            for (int i = 0; i < MX; i++) {
                 uint32_t a[4];
-                ldsm4(a, a_mk(Ws(s), LDK, 16 * mt, 16 * kt, lane));
+                ldsm4(a, a_mk(Ws(s), LDK, 16 * (mx0 + i), 16 * kt, lane));
 #pragma unroll
-                for (int nt = 0; nt < NTW; nt++) mma_f16(X[mt][nt], a, b[2 * nt], b[2 * nt + 1]);
+                for (int nt = 0; nt < NTW; nt++) mma_f16(X[i][nt], a, b[2 * nt], b[2 * nt + 1]);
             }
         }
         const float *Gt = Gts(s);
         const float iUv = exp2i(-eUv), iH = exp2i(-eH), glast = Gt[63];
-        float mu = 0.f, md = 0.f; /* max |U| (block exponent, for H/B3), max |del o U| (this warp's) */
+        float mu = 0.f, md = 0.f; /* max |U| (block exponent, for H/B3), max |del o U| (the group's) */
+        float dl[MX][2];
 #pragma unroll
-        for (int mt = 0; mt < 4; mt++)
+        for (int i = 0; i < MX; i++)
 #pragma unroll
             for (int hf = 0; hf < 2; hf++) {
-                const int j = 16 * mt + g4 + 8 * hf;
+                const int j = 16 * (mx0 + i) + g4 + 8 * hf;
                 const float gj = __expf(Gt[j]) * iH, dj = __expf(glast - Gt[j]);
+                dl[i][hf] = dj;
 #pragma unroll
                 for (int nt = 0; nt < NTW; nt++) {
-                    const uint32_t uv = ld32(Uvs(s) + j * LD64 + w * WC + 8 * nt + 2 * t4);
-                    const float u0 = h2f_lo(uv) * iUv - X[mt][nt][2 * hf] * gj;
-                    const float u1 = h2f_hi(uv) * iUv - X[mt][nt][2 * hf + 1] * gj;
-                    X[mt][nt][2 * hf] = u0;
-                    X[mt][nt][2 * hf + 1] = u1;
+                    const uint32_t uv = ld32(Uvs(s) + j * LD64 + cg * WC + 8 * nt + 2 * t4);
+                    const float u0 = h2f_lo(uv) * iUv - X[i][nt][2 * hf] * gj;
+                    const float u1 = h2f_hi(uv) * iUv - X[i][nt][2 * hf + 1] * gj;
+                    X[i][nt][2 * hf] = u0;
+                    X[i][nt][2 * hf + 1] = u1;
                     mu = fmaxf(mu, fmaxf(fabsf(u0), fabsf(u1)));
                     md = fmaxf(md, dj * fmaxf(fabsf(u0), fabsf(u1)));
                 }
             }
         mu = warp_max(mu);
         if (lane == 0) redU[w] = mu;
-        const int ed = scale_exp(warp_max(md));
+        md = warp_max(md);
+        if (MH > 1) {
+            if (lane == 0) redD[w] = md;
+            pair_bar<MH>(cg);
+#pragma unroll
+            for (int p = 0; p < MH; p++) md = fmaxf(md, redD[cg + p * NC]);
+        }
+        const int ed = scale_exp(md);
         {
             const float sd = exp2i(ed);
 #pragma unroll
-            for (int mt = 0; mt < 4; mt++)
+            for (int i = 0; i < MX; i++)
 #pragma unroll
                 for (int hf = 0; hf < 2; hf++) {
-                    const int j = 16 * mt + g4 + 8 * hf;
-                    const float dj = __expf(glast - Gt[j]) * sd;
+                    const int j = 16 * (mx0 + i) + g4 + 8 * hf;
+                    const float dj = dl[i][hf] * sd;
 #pragma unroll
                     for (int nt = 0; nt < NTW; nt++)
-                        st32(Us + j * LDS + 8 * nt + 2 * t4, pack_f16(X[mt][nt][2 * hf] * dj, X[mt][nt][2 * hf + 1] * dj));
+                        st32(Us + j * LDS + 8 * nt + 2 * t4, pack_f16(X[i][nt][2 * hf] * dj, X[i][nt][2 * hf + 1] * dj));
                 }
         }
-        __syncwarp();
+        pair_bar<MH>(cg);
         /* S = e^{G_63} S + Kn^T (del o U) */
         const float decay = __expf(glast) * exp2i(ed), iD = exp2i(-ed);
 #pragma unroll
-        for (int mt = 0; mt < KT; mt++)
+        for (int i = 0; i < KT0; i++)
 #pragma unroll
             for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) S[mt][nt][e] *= decay;
+                for (int e = 0; e < 4; e++) S[i][nt][e] *= decay;
 #pragma unroll
         for (int kt = 0; kt < 4; kt++) {
             uint32_t b[4];
             ld_b_kn<NTW>(b, Us, LDS, 0, 16 * kt, lane);
 #pragma unroll
-            for (int mt = 0; mt < KT; mt++) {
-                uint32_t a[4];
-                ldsm4t(a, a_km(Kns(s), LDK, 16 * mt, 16 * kt, lane));
+            for (int i = 0; i < KT0; i++) {
+                if (ROWOK(i)) {
+                    uint32_t a[4];
+                    ldsm4t(a, a_km(Kns(s), LDK, 16 * (ms0 + i), 16 * kt, lane));
 #pragma unroll
-                for (int nt = 0; nt < NTW; nt++) mma_f16(S[mt][nt], a, b[2 * nt], b[2 * nt + 1]);
+                    for (int nt = 0; nt < NTW; nt++) mma_f16(S[i][nt], a, b[2 * nt], b[2 * nt + 1]);
+                }
             }
         }
         m = 0.f;
 #pragma unroll
-        for (int mt = 0; mt < KT; mt++)
+        for (int i = 0; i < KT0; i++)
 #pragma unroll
             for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    S[mt][nt][e] *= iD;
-                    m = fmaxf(m, fabsf(S[mt][nt][e]));
+                    S[i][nt][e] *= iD;
+                    m = fmaxf(m, fabsf(S[i][nt][e]));
                 }
         m = warp_max(m);
         if (lane == 0) redS[(it & 1) * NW + w] = m;
@@ -1141,26 +1202,26 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
         if (tid == 0) c.eU[chh * nvb + vb] = eU;
         if (wok) {
 #pragma unroll
-            for (int mt = 0; mt < 4; mt++)
+            for (int i = 0; i < MX; i++)
 #pragma unroll
                 for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
                     for (int hf = 0; hf < 2; hf++) {
-                        const int j = 16 * mt + g4 + 8 * hf, lc = 8 * nt + 2 * t4;
+                        const int j = 16 * (mx0 + i) + g4 + 8 * hf, lc = 8 * nt + 2 * t4;
                         st32(c.U + (chh * 64 + j) * V + colw + lc,
-                             pack_f16(X[mt][nt][2 * hf] * sU, X[mt][nt][2 * hf + 1] * sU));
+                             pack_f16(X[i][nt][2 * hf] * sU, X[i][nt][2 * hf + 1] * sU));
                     }
         }
     }
     if (c.s_final && wok) {
 #pragma unroll
-        for (int mt = 0; mt < KT; mt++)
+        for (int i = 0; i < KT0; i++)
 #pragma unroll
             for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    const int d = 16 * mt + g4 + 8 * (e >> 1), col = colw + 8 * nt + 2 * t4 + (e & 1);
-                    if (d < K) c.s_final[(((size_t)doc * Hv + h) * K + d) * V + col] = S[mt][nt][e];
+                    const int d = 16 * (ms0 + i) + g4 + 8 * (e >> 1), col = colw + 8 * nt + 2 * t4 + (e & 1);
+                    if (ROWOK(i) && d < K) c.s_final[(((size_t)doc * Hv + h) * K + d) * V + col] = S[i][nt][e];
                 }
     }
     __syncthreads(); /* the signaller reports the last chunk */
@@ -1328,28 +1389,32 @@ static __global__ void __launch_bounds__(128) k_dout_prep(Ctx c) {
 template <int KT> static size_t state_bwd_smem() {
     typedef StateCfg<KT> C;
     return carve16((size_t)C::STAGES * (3 * 64 * C::LDK + 2 * 64 * LD64 + 128) * 2) +
-           carve16((size_t)C::NW * C::KP * C::LDS * 2) + 2 * carve16((size_t)C::NW * 64 * C::LDS * 2) +
-           carve16(3 * C::NW * 4);
+           carve16((size_t)C::NC * C::KP * C::LDS * 2) + 2 * carve16((size_t)C::NC * 64 * C::LDS * 2) +
+           carve16(5 * C::NW * 4);
 }
 
-template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS) k_state_bwd(Ctx c) {
+template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS, StateCfg<KT>::MINB) k_state_bwd(Ctx c) {
     typedef StateCfg<KT> C;
-    constexpr int NTW = C::NTW, NW = C::NW, KP = C::KP, LDK = C::LDK, WC = C::WC, LDS = C::LDS, NST = C::STAGES;
+    constexpr int NTW = C::NTW, NW = C::NW, NC = C::NC, MH = C::MH, KT0 = C::KT0, MX = C::MX;
+    constexpr int KP = C::KP, LDK = C::LDK, WC = C::WC, LDS = C::LDS, NST = C::STAGES;
     constexpr int STG = 3 * 64 * LDK + 2 * 64 * LD64 + 128; /* stage: Kn, Wu, Qn [64][LDK], P, dO [64][LD64], G [64] fp32 */
     const int vb = blockIdx.x, h = blockIdx.y, doc = blockIdx.z;
     const int K = c.K, V = c.V, Hv = c.Hv, nvb = c.nvb;
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g4 = lane >> 2, t4 = lane & 3;
+    const int cg = w % NC, mh = w / NC;
+    const int ms0 = mh * KT0, KTm = mh ? KT - KT0 : KT0; /* this warp's state m-tiles [ms0, ms0 + KTm) */
+    const int mx0 = mh * MX;                              /* and chunk-row m-tiles [mx0, mx0 + MX) */
     const int *dt = c.tab + 4 + 4 * c.ncmax + 2 * doc;
     const int first = dt[0], cnt = dt[1];
-    const int colw = vb * 64 + w * WC;
+    const int colw = vb * 64 + cg * WC;
     const bool wok = colw < V;
 
     Carve cv{GDN_SMEM()};
     uint16_t *stg = cv.take<uint16_t>(NST * STG);
-    uint16_t *dHs = cv.take<uint16_t>(NW * KP * LDS) + w * KP * LDS; /* fp16 x 2^edH */
-    uint16_t *dUs = cv.take<uint16_t>(NW * 64 * LDS) + w * 64 * LDS; /* -Y, fp16 x 2^e (per warp) */
-    uint16_t *Zs = cv.take<uint16_t>(NW * 64 * LDS) + w * 64 * LDS;  /* gam o dO, fp16 x 2^e (per warp) */
-    float *redS = cv.take<float>(3 * NW), *redU = redS + 2 * NW;
+    uint16_t *dHs = cv.take<uint16_t>(NC * KP * LDS) + cg * KP * LDS; /* fp16 x 2^edH */
+    uint16_t *dUs = cv.take<uint16_t>(NC * 64 * LDS) + cg * 64 * LDS; /* -Y, fp16 x 2^ey (per group) */
+    uint16_t *Zs = cv.take<uint16_t>(NC * 64 * LDS) + cg * 64 * LDS;  /* gam o dO, fp16 x 2^eZ (per group) */
+    float *redS = cv.take<float>(5 * NW), *redU = redS + 2 * NW, *redD = redS + 3 * NW, *redZ = redS + 4 * NW;
     allow_dependents();
     trace_mark(c, false);
     const StateSig sg{c.flD, c.flB, first + cnt - 1, -1, cnt, Hv, h};
@@ -1384,18 +1449,19 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
         if (tid < 16) cp_async16(Gts(s) + 4 * tid, c.G + chh * 64 + 4 * tid, true);
     };
 
-    float dH[KT][NTW][4];
+    float dH[KT0][NTW][4];
     float m = 0.f;
 #pragma unroll
-    for (int mt = 0; mt < KT; mt++)
+    for (int i = 0; i < KT0; i++)
 #pragma unroll
         for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                const int d = 16 * mt + g4 + 8 * (e >> 1), col = colw + 8 * nt + 2 * t4 + (e & 1);
-                dH[mt][nt][e] =
-                    (c.ds_final && wok && d < K) ? c.ds_final[(((size_t)doc * Hv + h) * K + d) * V + col] : 0.f;
-                m = fmaxf(m, fabsf(dH[mt][nt][e]));
+                const int d = 16 * (ms0 + i) + g4 + 8 * (e >> 1), col = colw + 8 * nt + 2 * t4 + (e & 1);
+                dH[i][nt][e] = (c.ds_final && wok && ROWOK(i) && d < K)
+                                   ? c.ds_final[(((size_t)doc * Hv + h) * K + d) * V + col]
+                                   : 0.f;
+                m = fmaxf(m, fabsf(dH[i][nt][e]));
             }
     m = warp_max(m);
     if (lane == 0) redS[NW + w] = m;
@@ -1427,74 +1493,68 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
         const float sdH = exp2i(edH);
         if (tid == 0) c.edH[chh * nvb + vb] = edH;
 #pragma unroll
-        for (int mt = 0; mt < KT; mt++)
+        for (int i = 0; i < KT0; i++)
+            if (ROWOK(i)) {
 #pragma unroll
-            for (int nt = 0; nt < NTW; nt++)
+                for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
-                for (int hf = 0; hf < 2; hf++) {
-                    const int d = 16 * mt + g4 + 8 * hf, lc = 8 * nt + 2 * t4;
-                    const uint32_t p = pack_f16(dH[mt][nt][2 * hf] * sdH, dH[mt][nt][2 * hf + 1] * sdH);
-                    st32(dHs + d * LDS + lc, p);
-                    if (wok && d < K) st32(c.dH + (chh * K + d) * V + colw + lc, p);
-                }
-        __syncwarp();
-        /* Z = gam o dO (this warp's columns), fp16 with its own exponent */
+                    for (int hf = 0; hf < 2; hf++) {
+                        const int d = 16 * (ms0 + i) + g4 + 8 * hf, lc = 8 * nt + 2 * t4;
+                        const uint32_t p = pack_f16(dH[i][nt][2 * hf] * sdH, dH[i][nt][2 * hf + 1] * sdH);
+                        st32(dHs + d * LDS + lc, p);
+                        if (wok && d < K) st32(c.dH + (chh * K + d) * V + colw + lc, p);
+                    }
+            }
+        /* Z = gam o dO (the group's columns, this part's rows), fp16 with the group's exponent */
         const float *Gt = Gts(s);
         const float glast = Gt[63], eg = __expf(glast);
         const int edO = ld_l2(c.edO + chh * nvb + vb);
-        int eZ;
+        constexpr int ZR = 64 / MH; /* rows of Z per part */
+        float mz = 0.f;
+        for (int i = lane; i < ZR * (WC / 2); i += 32) {
+            const int r = mh * ZR + i / (WC / 2), cc = 2 * (i % (WC / 2));
+            const uint32_t x = ld32(dOs(s) + r * LD64 + cg * WC + cc);
+            mz = fmaxf(mz, __expf(Gt[r]) * fmaxf(fabsf(h2f_lo(x)), fabsf(h2f_hi(x))));
+        }
+        mz = warp_max(mz);
+        if (MH > 1 && lane == 0) redZ[w] = mz;
+        pair_bar<MH>(cg); /* dHs and redZ are in */
+        if (MH > 1) {
+#pragma unroll
+            for (int p = 0; p < MH; p++) mz = fmaxf(mz, redZ[cg + p * NC]);
+        }
+        const int eZ = scale_exp(mz * exp2i(-edO));
         {
-            float mz = 0.f;
-            for (int i = lane; i < 64 * (WC / 2); i += 32) {
-                const int r = i / (WC / 2), cc = 2 * (i % (WC / 2));
-                const uint32_t x = ld32(dOs(s) + r * LD64 + w * WC + cc);
-                mz = fmaxf(mz, __expf(Gt[r]) * fmaxf(fabsf(h2f_lo(x)), fabsf(h2f_hi(x))));
-            }
-            eZ = scale_exp(warp_max(mz) * exp2i(-edO));
             const float sz = exp2i(eZ - edO);
-            for (int i = lane; i < 64 * (WC / 2); i += 32) {
-                const int r = i / (WC / 2), cc = 2 * (i % (WC / 2));
-                const uint32_t x = ld32(dOs(s) + r * LD64 + w * WC + cc);
+            for (int i = lane; i < ZR * (WC / 2); i += 32) {
+                const int r = mh * ZR + i / (WC / 2), cc = 2 * (i % (WC / 2));
+                const uint32_t x = ld32(dOs(s) + r * LD64 + cg * WC + cc);
                 const float f = __expf(Gt[r]) * sz;
                 st32(Zs + r * LDS + cc, pack_f16(h2f_lo(x) * f, h2f_hi(x) * f));
             }
         }
-        __syncwarp();
-        /* dU_O = P^T dO,  dU_H = Kn dH;   dH = e^{G_63} dH + Qn^T Z (in units of 2^eZ) */
-        const float decay = eg * exp2i(eZ);
+        /* dU_O = P^T dO,  dU_H = Kn dH (this part's chunk rows) */
+        float dU1[MX][NTW][4], dU2[MX][NTW][4];
 #pragma unroll
-        for (int mt = 0; mt < KT; mt++)
-#pragma unroll
-            for (int nt = 0; nt < NTW; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) dH[mt][nt][e] *= decay;
-        float dU1[4][NTW][4], dU2[4][NTW][4];
-#pragma unroll
-        for (int mt = 0; mt < 4; mt++)
+        for (int i = 0; i < MX; i++)
 #pragma unroll
             for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) dU1[mt][nt][e] = dU2[mt][nt][e] = 0.f;
+                for (int e = 0; e < 4; e++) dU1[i][nt][e] = dU2[i][nt][e] = 0.f;
 #pragma unroll
         for (int kt = 0; kt < 4; kt++) {
-            uint32_t b[4];
-            ld_b_kn<NTW>(b, dOs(s), LD64, w * WC, 16 * kt, lane);
+            if (kt >= mx0) { /* P^T is upper triangular: rows 16 (mx0 + i) need k-tiles >= mx0 + i */
+                uint32_t b[4];
+                ld_b_kn<NTW>(b, dOs(s), LD64, cg * WC, 16 * kt, lane);
 #pragma unroll
-            for (int mt = 0; mt < 4; mt++) {
-                if (mt <= kt) { /* P^T is upper triangular */
-                    uint32_t a[4];
-                    ldsm4t(a, a_km(Ps(s), LD64, 16 * mt, 16 * kt, lane));
+                for (int i = 0; i < MX; i++) {
+                    if (mx0 + i <= kt) {
+                        uint32_t a[4];
+                        ldsm4t(a, a_km(Ps(s), LD64, 16 * (mx0 + i), 16 * kt, lane));
 #pragma unroll
-                    for (int nt = 0; nt < NTW; nt++) mma_f16(dU1[mt][nt], a, b[2 * nt], b[2 * nt + 1]);
+                        for (int nt = 0; nt < NTW; nt++) mma_f16(dU1[i][nt], a, b[2 * nt], b[2 * nt + 1]);
+                    }
                 }
-            }
-            ld_b_kn<NTW>(b, Zs, LDS, 0, 16 * kt, lane);
-#pragma unroll
-            for (int mt = 0; mt < KT; mt++) {
-                uint32_t a[4];
-                ldsm4t(a, a_km(Qns(s), LDK, 16 * mt, 16 * kt, lane));
-#pragma unroll
-                for (int nt = 0; nt < NTW; nt++) mma_f16(dH[mt][nt], a, b[2 * nt], b[2 * nt + 1]);
             }
         }
 #pragma unroll
@@ -1502,80 +1562,111 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
             uint32_t b[4];
             ld_b_kn<NTW>(b, dHs, LDS, 0, 16 * kt, lane);
 #pragma unroll
-            for (int mt = 0; mt < 4; mt++) {
+            for (int i = 0; i < MX; i++) {
                 uint32_t a[4];
-                ldsm4(a, a_mk(Kns(s), LDK, 16 * mt, 16 * kt, lane));
+                ldsm4(a, a_mk(Kns(s), LDK, 16 * (mx0 + i), 16 * kt, lane));
 #pragma unroll
-                for (int nt = 0; nt < NTW; nt++) mma_f16(dU2[mt][nt], a, b[2 * nt], b[2 * nt + 1]);
+                for (int nt = 0; nt < NTW; nt++) mma_f16(dU2[i][nt], a, b[2 * nt], b[2 * nt + 1]);
             }
         }
         /* dU = dU_O + del o dU_H (kept for k_chunk_bwd);  Y = gam o dU_O + e^{G_63} dU_H */
         const float idO = exp2i(-edO), idH = exp2i(-edH);
         float mu = 0.f, my = 0.f;
 #pragma unroll
-        for (int mt = 0; mt < 4; mt++)
+        for (int i = 0; i < MX; i++)
 #pragma unroll
             for (int hf = 0; hf < 2; hf++) {
-                const int j = 16 * mt + g4 + 8 * hf;
+                const int j = 16 * (mx0 + i) + g4 + 8 * hf;
                 const float gj = __expf(Gt[j]), dj = __expf(glast - Gt[j]);
 #pragma unroll
                 for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
                     for (int e = 0; e < 2; e++) {
-                        const float uo = dU1[mt][nt][2 * hf + e] * idO, uh = dU2[mt][nt][2 * hf + e] * idH;
+                        const float uo = dU1[i][nt][2 * hf + e] * idO, uh = dU2[i][nt][2 * hf + e] * idH;
                         const float du = uo + dj * uh, y = gj * uo + eg * uh;
-                        dU1[mt][nt][2 * hf + e] = du;
-                        dU2[mt][nt][2 * hf + e] = y;
+                        dU1[i][nt][2 * hf + e] = du;
+                        dU2[i][nt][2 * hf + e] = y;
                         mu = fmaxf(mu, fabsf(du));
                         my = fmaxf(my, fabsf(y));
                     }
             }
         mu = warp_max(mu);
         if (lane == 0) redU[w] = mu;
-        const int ey = scale_exp(warp_max(my));
+        my = warp_max(my);
+        if (MH > 1 && lane == 0) redD[w] = my;
+        pair_bar<MH>(cg); /* Zs and redD are in */
+        /* dH = e^{G_63} dH + Qn^T Z (in units of 2^eZ) */
+        const float decay = eg * exp2i(eZ);
+#pragma unroll
+        for (int i = 0; i < KT0; i++)
+#pragma unroll
+            for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) dH[i][nt][e] *= decay;
+#pragma unroll
+        for (int kt = 0; kt < 4; kt++) {
+            uint32_t b[4];
+            ld_b_kn<NTW>(b, Zs, LDS, 0, 16 * kt, lane);
+#pragma unroll
+            for (int i = 0; i < KT0; i++) {
+                if (ROWOK(i)) {
+                    uint32_t a[4];
+                    ldsm4t(a, a_km(Qns(s), LDK, 16 * (ms0 + i), 16 * kt, lane));
+#pragma unroll
+                    for (int nt = 0; nt < NTW; nt++) mma_f16(dH[i][nt], a, b[2 * nt], b[2 * nt + 1]);
+                }
+            }
+        }
+        if (MH > 1) {
+#pragma unroll
+            for (int p = 0; p < MH; p++) my = fmaxf(my, redD[cg + p * NC]);
+        }
+        const int ey = scale_exp(my);
         {
             const float sy = exp2i(ey);
 #pragma unroll
-            for (int mt = 0; mt < 4; mt++)
+            for (int i = 0; i < MX; i++)
 #pragma unroll
                 for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
                     for (int hf = 0; hf < 2; hf++) {
-                        const int j = 16 * mt + g4 + 8 * hf, lc = 8 * nt + 2 * t4;
+                        const int j = 16 * (mx0 + i) + g4 + 8 * hf, lc = 8 * nt + 2 * t4;
                         st32(dUs + j * LDS + lc,
-                             pack_f16(dU2[mt][nt][2 * hf] * sy, dU2[mt][nt][2 * hf + 1] * sy) ^ 0x80008000u);
+                             pack_f16(dU2[i][nt][2 * hf] * sy, dU2[i][nt][2 * hf + 1] * sy) ^ 0x80008000u);
                     }
         }
-        __syncwarp();
+        pair_bar<MH>(cg); /* dUs is in */
         /* dH -= Wu^T Y, back to true units */
         const float r1 = exp2i(ey - eZ), iY = exp2i(-ey);
 #pragma unroll
-        for (int mt = 0; mt < KT; mt++)
+        for (int i = 0; i < KT0; i++)
 #pragma unroll
             for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) dH[mt][nt][e] *= r1;
+                for (int e = 0; e < 4; e++) dH[i][nt][e] *= r1;
 #pragma unroll
         for (int kt = 0; kt < 4; kt++) {
             uint32_t b[4];
             ld_b_kn<NTW>(b, dUs, LDS, 0, 16 * kt, lane);
 #pragma unroll
-            for (int mt = 0; mt < KT; mt++) {
-                uint32_t a[4];
-                ldsm4t(a, a_km(Ws(s), LDK, 16 * mt, 16 * kt, lane));
+            for (int i = 0; i < KT0; i++) {
+                if (ROWOK(i)) {
+                    uint32_t a[4];
+                    ldsm4t(a, a_km(Ws(s), LDK, 16 * (ms0 + i), 16 * kt, lane));
 #pragma unroll
-                for (int nt = 0; nt < NTW; nt++) mma_f16(dH[mt][nt], a, b[2 * nt], b[2 * nt + 1]);
+                    for (int nt = 0; nt < NTW; nt++) mma_f16(dH[i][nt], a, b[2 * nt], b[2 * nt + 1]);
+                }
             }
         }
         m = 0.f;
 #pragma unroll
-        for (int mt = 0; mt < KT; mt++)
+        for (int i = 0; i < KT0; i++)
 #pragma unroll
             for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    dH[mt][nt][e] *= iY;
-                    m = fmaxf(m, fabsf(dH[mt][nt][e]));
+                    dH[i][nt][e] *= iY;
+                    m = fmaxf(m, fabsf(dH[i][nt][e]));
                 }
         m = warp_max(m);
         if (lane == 0) redS[(it & 1) * NW + w] = m;
@@ -1589,26 +1680,26 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
         if (tid == 0) c.eUv[chh * nvb + vb] = edU;
         if (wok) {
 #pragma unroll
-            for (int mt = 0; mt < 4; mt++)
+            for (int i = 0; i < MX; i++)
 #pragma unroll
                 for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
                     for (int hf = 0; hf < 2; hf++) {
-                        const int j = 16 * mt + g4 + 8 * hf, lc = 8 * nt + 2 * t4;
+                        const int j = 16 * (mx0 + i) + g4 + 8 * hf, lc = 8 * nt + 2 * t4;
                         st32(c.Uv + (chh * 64 + j) * V + colw + lc,
-                             pack_f16(dU1[mt][nt][2 * hf] * sdU, dU1[mt][nt][2 * hf + 1] * sdU));
+                             pack_f16(dU1[i][nt][2 * hf] * sdU, dU1[i][nt][2 * hf + 1] * sdU));
                     }
         }
     }
     if (c.ds0 && wok) {
 #pragma unroll
-        for (int mt = 0; mt < KT; mt++)
+        for (int i = 0; i < KT0; i++)
 #pragma unroll
             for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    const int d = 16 * mt + g4 + 8 * (e >> 1), col = colw + 8 * nt + 2 * t4 + (e & 1);
-                    if (d < K) c.ds0[(((size_t)doc * Hv + h) * K + d) * V + col] = dH[mt][nt][e];
+                    const int d = 16 * (ms0 + i) + g4 + 8 * (e >> 1), col = colw + 8 * nt + 2 * t4 + (e & 1);
+                    if (ROWOK(i) && d < K) c.ds0[(((size_t)doc * Hv + h) * K + d) * V + col] = dH[i][nt][e];
                 }
     }
     __syncthreads(); /* the signaller reports the last chunk */
@@ -1620,6 +1711,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
 #undef Ps
 #undef dOs
 #undef Gts
+#undef ROWOK
 }
 
 /* ------------------------------------------------------------- k_chunk_bwd */

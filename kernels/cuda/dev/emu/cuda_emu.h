@@ -64,7 +64,7 @@ struct dim3 {
 
 namespace emu {
 
-enum Op { OP_NONE, OP_BAR, OP_SYNCWARP, OP_SHFL, OP_LDMATRIX, OP_MMA_BF16, OP_MMA_F16,
+enum Op { OP_NONE, OP_BAR, OP_NBAR, OP_SYNCWARP, OP_SHFL, OP_LDMATRIX, OP_MMA_BF16, OP_MMA_F16,
           /* warpgroup collectives (128 threads) */ OP_WG_MMA, OP_WG_COMMIT, OP_WG_WAIT };
 enum ShflKind { SHFL_IDX, SHFL_XOR, SHFL_UP, SHFL_DOWN };
 enum Policy { POLICY_FORWARD, POLICY_REVERSE, POLICY_RANDOM };
@@ -85,6 +85,7 @@ struct Thread {
     Op op;
     const char *where; /* file:line of the collective, for diagnostics */
     bool bar_any;      /* at a __syncthreads that may pair with any other (bar_sync_any) */
+    int nbar_id, nbar_cnt; /* named barrier (bar.sync id, count): id >= 1 */
     /* shuffle */
     uint32_t sh_val, sh_out;
     int sh_arg;
@@ -177,6 +178,15 @@ inline void collective_bar_any(const char *where) {
     self()->bar_any = true;
     collective(OP_BAR, where);
     self()->bar_any = false;
+}
+
+/* bar.sync id, cnt (id >= 1): released when cnt threads (whole warps) wait at id. */
+inline void named_bar(int id, int cnt, const char *where) {
+    Thread *t = self();
+    if (id < 1 || id > 15 || cnt <= 0 || cnt % 32) die("named barrier: bad id or count", where);
+    t->nbar_id = id;
+    t->nbar_cnt = cnt;
+    collective(OP_NBAR, where);
 }
 
 /* ---- cp.async ---- */
@@ -513,6 +523,24 @@ inline void run_block() {
             break;
         }
         bool progress = false;
+        for (int id = 1; id < 16; id++) { /* named barriers: release each complete one */
+            int cnt = 0, want = -1;
+            for (int i = 0; i < n; i++) {
+                Thread &t = s.th[i];
+                if (t.done || t.op != OP_NBAR || t.nbar_id != id) continue;
+                if (want >= 0 && t.nbar_cnt != want) die("named barrier used with two thread counts", t.where);
+                want = t.nbar_cnt;
+                cnt++;
+            }
+            if (cnt == 0) continue;
+            if (cnt > want) die("more threads at a named barrier than its count", nullptr);
+            if (cnt == want) {
+                for (int i = 0; i < n; i++)
+                    if (!s.th[i].done && s.th[i].op == OP_NBAR && s.th[i].nbar_id == id) s.th[i].op = OP_NONE;
+                progress = true;
+            }
+        }
+        if (progress) continue;
         if (nbar == n - ndone) {
             if (ndone) die("__syncthreads reached while some threads of the block have exited", s.th[0].where);
             const char *w0 = nullptr;
@@ -535,7 +563,7 @@ inline void run_block() {
                 bool all = true;
                 for (int l = 0; l < 32; l++) {
                     Thread &t = s.th[w * 32 + l];
-                    if (t.done || t.op == OP_NONE || t.op == OP_BAR) all = false;
+                    if (t.done || t.op == OP_NONE || t.op == OP_BAR || t.op == OP_NBAR) all = false;
                 }
                 if (!all) continue;
                 if (s.th[w * 32].op >= OP_WG_MMA) { /* a warpgroup collective: all 4 warps */
