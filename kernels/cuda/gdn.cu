@@ -727,19 +727,9 @@ DEV void prep_item(const Ctx &c, int ci, int h) {
         __syncthreads();
     }
 #undef AU
-    /* 5. store T = Tu o Gam (fp16) */
+    /* 5. Wu = Tu diag(beta) Kn (fp16), rows 16w..16w+15 (Tu is lower: k-tiles <= w) */
+    auto by_beta = [&](float t, int, int j) { return t * Bs[j]; };
     {
-        uint16_t *Tg = c.Tm + chh * 64 * 64;
-        for (int i = tid; i < 64 * 32; i += 128) {
-            const int r = i >> 5, j = 2 * (i & 31);
-            const float t0 = j <= r ? TA[r * 65 + j] * __expf(Gs[r] - Gs[j]) : 0.f;
-            const float t1 = j + 1 <= r ? TA[r * 65 + j + 1] * __expf(Gs[r] - Gs[j + 1]) : 0.f;
-            st32(Tg + r * 64 + j, pack_f16(t0, t1));
-        }
-    }
-    /* 6. Wu = Tu diag(beta) Kn (fp16), rows 16w..16w+15 (Tu is lower: k-tiles <= w) */
-    {
-        auto by_beta = [&](float tu, int, int j) { return tu * Bs[j]; };
         for (int n0 = 0; n0 < K; n0 += 64) {
             float acc[8][4];
 #pragma unroll
@@ -787,15 +777,26 @@ DEV void prep_item(const Ctx &c, int ci, int h) {
         }
         cp_async_commit();
     }
+    /* 6. T = Tu o Gam: in place over Tu (Wu is done), and stored (fp16), while v arrives */
+    {
+        uint16_t *Tg = c.Tm + chh * 64 * 64;
+        for (int i = tid; i < 64 * 32; i += 128) {
+            const int r = i >> 5, j = 2 * (i & 31);
+            float t0 = 0.f, t1 = 0.f;
+            if (j <= r) TA[r * 65 + j] = t0 = TA[r * 65 + j] * __expf(Gs[r] - Gs[j]);
+            if (j + 1 <= r) TA[r * 65 + j + 1] = t1 = TA[r * 65 + j + 1] * __expf(Gs[r] - Gs[j + 1]);
+            st32(Tg + r * 64 + j, pack_f16(t0, t1));
+        }
+    }
+    __syncthreads();
     /* 7. Uv = T diag(beta) V (T diag(beta) split into bf16 hi + lo, exact V), stored as
      *    fp16 x 2^eUv per 64 columns; the A fragments are built while v arrives. */
     uint32_t ah[4][4], al[4][4];
-    auto decayed_beta = [&](float tu, int r, int j) { return tu * __expf(Gs[r] - Gs[j]) * Bs[j]; };
 #pragma unroll
     for (int kt = 0; kt < 4; kt++) {
         if (kt <= w) {
             float x[4][2];
-            tu_frag_values(x, TA, 16 * w + g4, 16 * kt + 2 * t4, decayed_beta);
+            tu_frag_values(x, TA, 16 * w + g4, 16 * kt + 2 * t4, by_beta);
 #pragma unroll
             for (int q = 0; q < 4; q++) {
                 const uint32_t hi = pack_bf16(x[q][0], x[q][1]);
