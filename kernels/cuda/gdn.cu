@@ -940,9 +940,12 @@ template <int NB> DEV void state_signaller(const StateSig &g) {
 template <int KT> struct StateCfg {
     static constexpr int NTW = KT > 8 ? 1 : 2;     /* 8-column n-tiles per warp */
     static constexpr int NC = 8 / NTW;             /* column groups */
-    static constexpr int MH = KT > 8 ? 1 : 2;      /* warps (row parts) per column group */
+#ifndef OH_GDN_STATE_MH
+#define OH_GDN_STATE_MH 2
+#endif
+    static constexpr int MH = KT > 8 ? 1 : OH_GDN_STATE_MH; /* warps (row parts) per column group */
     static constexpr int NW = NC * MH;             /* warps of the recurrence */
-    static constexpr int KT0 = (KT + MH - 1) / MH; /* state m-tiles of row part 0 (part 1 has KT - KT0) */
+    static constexpr int KT0 = (KT + MH - 1) / MH; /* state m-tiles of a row part (the last ones may have fewer) */
     static constexpr int MX = 4 / MH;              /* chunk-row m-tiles per row part */
     static constexpr int STAGES = KT > 8 ? 1 : 2;
     static constexpr int LDS = NTW == 2 ? 24 : 16; /* smem stride of a column group */
@@ -956,7 +959,7 @@ template <int KT> struct StateCfg {
 
 /* The MH warps of column group cg meet (bar.sync 1 + cg; a warp alone: __syncwarp). */
 template <int MH> DEV void pair_bar(int cg) {
-    static_assert(MH == 1 || MH == 2, "row parts: 1 or 2 (named barriers 1-4 for 4 groups)");
+    static_assert(MH == 1 || MH == 2 || MH == 4, "row parts: 1, 2 or 4 (named barriers 1-4 for 4 groups)");
     if (MH == 1) {
         __syncwarp();
         return;
@@ -990,7 +993,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
     const int K = c.K, V = c.V, Hv = c.Hv, nvb = c.nvb;
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g4 = lane >> 2, t4 = lane & 3;
     const int cg = w % NC, mh = w / NC;
-    const int ms0 = mh * KT0, KTm = mh ? KT - KT0 : KT0; /* this warp's state m-tiles [ms0, ms0 + KTm) */
+    const int ms0 = mh * KT0, KTm = imin(KT0, KT - ms0 > 0 ? KT - ms0 : 0); /* state m-tiles [ms0, ms0 + KTm) */
     const int mx0 = mh * MX;                              /* and chunk-row m-tiles [mx0, mx0 + MX) */
     const int *dt = c.tab + 4 + 4 * c.ncmax + 2 * doc;
     const int first = dt[0], cnt = dt[1];
@@ -1013,7 +1016,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
 #define Kns(s) (stg + (s) * STG + 64 * LDK)
 #define Uvs(s) (stg + (s) * STG + 2 * 64 * LDK)
 #define Gts(s) reinterpret_cast<float *>(stg + (s) * STG + 2 * 64 * LDK + 64 * LD64)
-#define ROWOK(i) ((KT % MH == 0) || (i) < KTm)
+#define ROWOK(i) (KT0 * MH == KT || (i) < KTm)
 
     auto load = [&](int s, int ci) {
         const size_t chh = (size_t)ci * Hv + h;
@@ -1403,7 +1406,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
     const int K = c.K, V = c.V, Hv = c.Hv, nvb = c.nvb;
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g4 = lane >> 2, t4 = lane & 3;
     const int cg = w % NC, mh = w / NC;
-    const int ms0 = mh * KT0, KTm = mh ? KT - KT0 : KT0; /* this warp's state m-tiles [ms0, ms0 + KTm) */
+    const int ms0 = mh * KT0, KTm = imin(KT0, KT - ms0 > 0 ? KT - ms0 : 0); /* state m-tiles [ms0, ms0 + KTm) */
     const int mx0 = mh * MX;                              /* and chunk-row m-tiles [mx0, mx0 + MX) */
     const int *dt = c.tab + 4 + 4 * c.ncmax + 2 * doc;
     const int first = dt[0], cnt = dt[1];
