@@ -95,6 +95,8 @@ status=0
 "$BIN/oh_gpu_test_gdn" >"$OUT/test_gdn.txt" 2>&1 || status=1
 # the same cases with the kernels one after another (no overlapped launches)
 OH_GDN_OVERLAP=0 "$BIN/oh_gpu_test_gdn" >"$OUT/test_gdn_serial.txt" 2>&1 || status=1
+# and with the forward overlapped too (off by default)
+OH_GDN_OVERLAP=1 "$BIN/oh_gpu_test_gdn" >"$OUT/test_gdn_overlap_all.txt" 2>&1 || status=1
 if [ $bench = 1 ]; then
   rm -f "$OUT/bench_gdn.tsv"
   "$BIN/oh_bench_gdn" $quick --tsv "$OUT/bench_gdn.tsv" >"$OUT/bench_gdn.txt" 2>&1 || status=1
@@ -130,6 +132,7 @@ fi
 echo "==== test_gdn: cases, failures and summary (full table in $OUT/test_gdn.txt) ===="
 grep -E "^\[|FAIL|returned|non-finite|PASS|^  (bwd|packed|out carries|the other|an injected)" "$OUT/test_gdn.txt" || tail -20 "$OUT/test_gdn.txt"
 echo "==== test_gdn with OH_GDN_OVERLAP=0 (kernels one after another): $(grep -E "^(PASS|FAIL)" "$OUT/test_gdn_serial.txt" | tail -1)"
+echo "==== test_gdn with OH_GDN_OVERLAP=1 (forward overlapped too): $(grep -E "^(PASS|FAIL)" "$OUT/test_gdn_overlap_all.txt" | tail -1)"
 if [ $bench = 1 ]; then
   echo "==== bench_gdn ===="
   cat "$OUT/bench_gdn.txt"

@@ -2642,7 +2642,9 @@ static int launch(void (*kern)(Ctx), dim3 grid, dim3 block, size_t smem, cudaStr
  * state kernel starts at once); the second fills what the state blocks
  * leave.  The last block of the last kernel finishes only after the last
  * flag, which every store of the three precedes, so the next kernel in the
- * stream sees everything.  OH_GDN_OVERLAP=0 turns it off; the per-kernel
+ * stream sees everything.  OH_GDN_OVERLAP=0 turns it off, =1 on for both
+ * passes; by default only the backward overlaps (k_prep beside the state
+ * kernel gets too few SMs to keep ahead of it); the per-kernel
  * profile (events between kernels) runs without it. */
 struct KernelCfg {
     void (*fn)(Ctx);
@@ -2804,12 +2806,13 @@ static int fit_beside(const Res &p, const Res &s, int extra, long regs, long sme
 
 static int plan_overlap(const Ctx &c, bool bwd, Overlap *o) {
     o->a = o->b = 0;
+    /* OH_GDN_OVERLAP: 0 none, 1 forward and backward, bwd (default) the backward only */
     static int env = -1;
     if (env < 0) {
         const char *e = getenv("OH_GDN_OVERLAP");
-        env = !(e && e[0] == '0');
+        env = !e || !strcmp(e, "bwd") ? 2 : e[0] == '0' ? 0 : 3;
     }
-    if (!env || prof.on) return 0;
+    if (!(env & (bwd ? 2 : 1)) || prof.on) return 0;
     const long items = (long)c.ncmax * c.Hv;
 #ifdef OH_EMU
     /* the emulator runs kernels one after another: the first producer does

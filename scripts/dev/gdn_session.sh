@@ -13,10 +13,13 @@ pack() { tar czf "$O/gdn_session.tgz" -C "$W" . 2>/dev/null; }
 trap pack EXIT
 OUT=$W/gdn OH_GDN_BIN=build-gdn bash scripts/gpu_check.sh ${QUICK:-} 2>&1 | tee "$W/gdn_console.txt" | grep -vE "^  (tensor|out|s_final|dq|dk|dv|dg|dbeta|ds0) " | head -80
 pack
-for b in "$@"; do
-  echo "== $b"
-  $b/oh_bench_gdn ${QUICK:-} > "$W/ab_$(basename $b).txt" 2>&1
-  grep -E "^(1x|4x|16d)|^k_state" "$W/ab_$(basename $b).txt"
+# each argument: DIR or DIR:ENV=VALUE (one variable), e.g. build-gdn:OH_GDN_OVERLAP=1
+for v in "$@"; do
+  b=${v%%:*}; e=""; [ "$v" != "$b" ] && e=${v#*:}
+  tag=$(echo "$v" | tr '/:=' '___')
+  echo "== $v"
+  env $e $b/oh_bench_gdn ${QUICK:-} > "$W/ab_$tag.txt" 2>&1
+  grep -E "^(1x|4x|16d)|^k_state" "$W/ab_$tag.txt"
 done
 echo "== build-gdn again"
 build-gdn/oh_bench_gdn ${QUICK:-} > "$W/ab_build-gdn_again.txt" 2>&1; grep -E "^(1x|4x|16d)" "$W/ab_build-gdn_again.txt"
