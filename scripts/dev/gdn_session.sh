@@ -11,6 +11,9 @@ W=$O/w
 mkdir -p "$W"
 pack() { tar czf "$O/gdn_session.tgz" -C "$W" . 2>/dev/null; }
 trap pack EXIT
+CU=/usr/local/cuda/bin
+[ -x $CU/cuobjdump ] && for f in _Z6k_prepILb0EEv3Ctx _Z11k_state_fwdILi6EEv3Ctx _Z11k_state_bwdILi6EEv3Ctx _Z11k_chunk_bwdILi6EEv3Ctx; do
+  $CU/cuobjdump -sass -fun $f build-gdn/oh_bench_gdn > "$W/$f.sass" 2>&1; done
 OUT=$W/gdn OH_GDN_BIN=build-gdn bash scripts/gpu_check.sh ${QUICK:-} 2>&1 | tee "$W/gdn_console.txt" | grep -vE "^  (tensor|out|s_final|dq|dk|dv|dg|dbeta|ds0) " | head -80
 pack
 # each argument: DIR or DIR:ENV=VALUE (one variable), e.g. build-gdn:OH_GDN_OVERLAP=1
