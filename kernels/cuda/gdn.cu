@@ -416,6 +416,7 @@ struct Ctx {
     int *flP, *flS, *flD, *flB;
     int *ctr;  /* k_prep's claim counter (zeroed with flP, flS) */
     int kid;   /* the launch's slot in the OH_GDN_TRACE timeline, -1 off */
+    int prep_fma; /* k_prep's off-diagonal solve on the CUDA cores (OH_GDN_PREP_SOLVE=fma, sandbox) */
     int T, Hk, Hv, K, V, ndocs, ncmax, nkb, nvb;
     float scale;
 };
@@ -548,6 +549,61 @@ template <typename F> DEV void tu_frag_values(float (&x)[4][2], const float *TA,
 #pragma unroll
         for (int e = 0; e < 2; e++) x[q][e] = j + e <= r ? f(TA[r * 65 + j + e], r, j + e) : 0.f;
     }
+}
+
+/* Two fp32 values as fp16 hi + lo pairs (hi + lo carries ~21 bits). */
+DEV void split_f16(float x0, float x1, uint32_t &hi, uint32_t &lo) {
+    hi = pack_f16(x0, x1);
+    lo = pack_f16(x0 - h2f_lo(hi), x1 - h2f_hi(hi));
+}
+/* acc (16 x 16, two n-tiles) += A B for 16 x 16 blocks given elementwise in fp32
+ * (a(r, k), b(k, n)), with three fp16 products (hi hi, hi lo, lo hi) per n-tile. */
+template <typename FA, typename FB> DEV void mma3_block(float (&acc)[2][4], FA a, FB b, int lane) {
+    const int g4 = lane >> 2, t4 = lane & 3;
+    uint32_t ah[4], al[4];
+#pragma unroll
+    for (int q = 0; q < 4; q++) {
+        const int r = g4 + 8 * (q & 1), k = 2 * t4 + 8 * (q >> 1);
+        split_f16(a(r, k), a(r, k + 1), ah[q], al[q]);
+    }
+#pragma unroll
+    for (int nt = 0; nt < 2; nt++) {
+        uint32_t bh[2], bl[2];
+#pragma unroll
+        for (int q = 0; q < 2; q++) {
+            const int k = 2 * t4 + 8 * q, n = 8 * nt + g4;
+            split_f16(b(k, n), b(k + 1, n), bh[q], bl[q]);
+        }
+        mma_f16(acc[nt], ah, bh[0], bh[1]);
+        mma_f16(acc[nt], ah, bl[0], bl[1]);
+        mma_f16(acc[nt], al, bh[0], bh[1]);
+    }
+}
+/* One off-diagonal block of Tu = (I + Au)^-1 (TA: Tu on and below the diagonal,
+ * Au^T above it), by one warp:  T_ib,jb = -T_ib,ib sum_{mb=jb}^{ib-1} A_ib,mb T_mb,jb,
+ * with the T_mb,jb (mb > jb) of earlier levels already in TA.  Yw: 16 x 17 fp32 scratch. */
+DEV void solve_block(float *TA, float *Yw, int ib, int jb, int lane) {
+    const int g4 = lane >> 2, t4 = lane & 3;
+    float acc[2][4] = {};
+    for (int mb = jb; mb < ib; mb++) {
+        mma3_block(
+            acc, [&](int r, int k) { return TA[(16 * mb + k) * 65 + 16 * ib + r]; }, /* Au[16ib + r][16mb + k] */
+            [&](int k, int n) { return mb > jb || n <= k ? TA[(16 * mb + k) * 65 + 16 * jb + n] : 0.f; }, lane);
+    }
+#pragma unroll
+    for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) Yw[(g4 + 8 * (e >> 1)) * 17 + 8 * nt + 2 * t4 + (e & 1)] = acc[nt][e];
+    __syncwarp();
+    float t[2][4] = {};
+    mma3_block(
+        t, [&](int r, int k) { return k <= r ? TA[(16 * ib + r) * 65 + 16 * ib + k] : 0.f; },
+        [&](int k, int n) { return Yw[k * 17 + n]; }, lane);
+#pragma unroll
+    for (int nt = 0; nt < 2; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            TA[(16 * ib + g4 + 8 * (e >> 1)) * 65 + 16 * jb + 8 * nt + 2 * t4 + (e & 1)] = -t[nt][e];
 }
 
 /* One (chunk, value head) of k_prep. */
@@ -706,6 +762,15 @@ DEV void prep_item(const Ctx &c, int ci, int h) {
         }
     }
     __syncthreads();
+    if (!c.prep_fma) {
+        /* the off-diagonal blocks on the tensor cores, by levels: T10, T21, T32 (warps
+         * 1-3), then T20, T31 (warps 2, 3), then T30 (warp 3) */
+        float *Yw = Ys + (w > 0 ? w - 1 : 0) * 16 * 17; /* warp scratch, 16 x 16 fp32 */
+        for (int lv = 1; lv < 4; lv++) {
+            if (w >= lv) solve_block(TA, Yw, w, w - lv, lane);
+            __syncthreads();
+        }
+    } else
     for (int ib = 1; ib < 4; ib++) {
         for (int it = tid; it < ib * 256; it += 128) {
             const int jb = it >> 8, r = (it >> 4) & 15, cc = it & 15;
@@ -2937,6 +3002,12 @@ static int make_ctx(Ctx *c, int T, int ndocs, int Hk, int Hv, int K, int V, void
                         "%d chunks x %d value heads x %d column blocks exceed one launch's 2^31 - 1 blocks", L.ncmax,
                         Hv, c->nvb);
     c->scale = 1.0f / sqrtf((float)K);
+    static int fma = -1;
+    if (fma < 0) {
+        const char *e = getenv("OH_GDN_PREP_SOLVE");
+        fma = e && !strcmp(e, "fma");
+    }
+    c->prep_fma = fma;
     return 0;
 }
 
