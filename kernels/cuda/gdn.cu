@@ -974,10 +974,15 @@ DEV void sig_step(const StateSig &g, int it) {
 DEV void sig_post(const StateSig &g) {
     if (g.cnt > 0) flag_signal(g.done + (size_t)(g.ci0 + g.dir * (g.cnt - 1)) * g.Hv + g.h);
 }
+/* The state kernels' block barriers are met by the signaller at another
+ * instruction than the other warps: barrier.sync without .aligned (what
+ * __syncthreads compiles to requires every thread at the same one). */
 #ifdef OH_EMU
-#define BAR_ANY() emu::collective_bar_any(OH_EMU_WHERE) /* pairs with the other warps' own __syncthreads */
+#define BAR_ANY() emu::collective_bar_any(OH_EMU_WHERE) /* pairs with the other warps' BAR_STEP */
+#define BAR_STEP() __syncthreads()
 #else
-#define BAR_ANY() __syncthreads()
+#define BAR_ANY() asm volatile("barrier.sync 0;" ::: "memory")
+#define BAR_STEP() asm volatile("barrier.sync 0;" ::: "memory")
 #endif
 template <int NB> DEV void state_signaller(const StateSig &g) {
     const int lane = threadIdx.x & 31;
@@ -993,6 +998,35 @@ template <int NB> DEV void state_signaller(const StateSig &g) {
     BAR_ANY();
     if (lane == 0) sig_post(g);
 }
+
+/* A thread's share of copying one [ROWS][COLS8 x 8] 16-bit tile into shared
+ * memory (row stride LDS) from global rows of stride LDG, the same every step:
+ * the offsets are worked out once, so a step issues only the copies.  Columns
+ * at or past `valid` are zero-filled. */
+template <int ROWS, int COLS8, int NTH> struct TilePlan {
+    static constexpr int N = (ROWS * COLS8 + NTH - 1) / NTH;
+    uint32_t so[N], go[N];
+    uint32_t ok; /* bit j: item j is a real copy (else zero-fill) */
+    __device__ __forceinline__ void init(int tid, int lds, int ldg, int valid) {
+        ok = 0;
+#pragma unroll
+        for (int j = 0; j < N; j++) {
+            const int i = tid + j * NTH, r = i / COLS8, c8 = i % COLS8;
+            so[j] = (uint32_t)(r * lds + c8 * 8);
+            go[j] = (uint32_t)(r * ldg + c8 * 8);
+            if (c8 * 8 < valid) ok |= 1u << j;
+        }
+    }
+    __device__ __forceinline__ void copy(uint16_t *dst, const uint16_t *src, int tid) const {
+#pragma unroll
+        for (int j = 0; j < N; j++) {
+            if ((ROWS * COLS8) % NTH == 0 || tid + j * NTH < ROWS * COLS8) {
+                const bool v = (ok >> j) & 1u;
+                cp_async16(dst + so[j], v ? src + go[j] : src, v);
+            }
+        }
+    }
+};
 
 /* The state kernels: KT = K padded to 16 KT rows.  A block owns 64 columns
  * of V in NC column groups of WC = 8 NTW columns; each column group is shared
@@ -1083,21 +1117,15 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
 #define Gts(s) reinterpret_cast<float *>(stg + (s) * STG + 2 * 64 * LDK + 64 * LD64)
 #define ROWOK(i) (KT0 * MH == KT || (i) < KTm)
 
+    TilePlan<64, KP / 8, 32 * NW> pk;  /* Wu, Kn */
+    TilePlan<64, 8, 32 * NW> pv;       /* Uv (this block's 64 columns) */
+    pk.init(tid, LDK, K, K);
+    pv.init(tid, LD64, V, V - vb * 64);
     auto load = [&](int s, int ci) {
         const size_t chh = (size_t)ci * Hv + h;
-        const int k8 = KP / 8;
-        for (int i = tid; i < 64 * k8; i += 32 * NW) {
-            const int r = i / k8, c8 = i % k8;
-            const bool ok = c8 * 8 < K;
-            const size_t off = (chh * 64 + r) * K + c8 * 8;
-            cp_async16(Ws(s) + r * LDK + c8 * 8, ok ? c.Wu + off : c.Wu, ok);
-            cp_async16(Kns(s) + r * LDK + c8 * 8, ok ? c.Kn + off : c.Kn, ok);
-        }
-        for (int i = tid; i < 64 * 8; i += 32 * NW) {
-            const int r = i >> 3, c8 = i & 7, col = vb * 64 + c8 * 8;
-            const bool ok = col < V;
-            cp_async16(Uvs(s) + r * LD64 + c8 * 8, ok ? c.Uv + (chh * 64 + r) * V + col : c.Uv, ok);
-        }
+        pk.copy(Ws(s), c.Wu + chh * 64 * K, tid);
+        pk.copy(Kns(s), c.Kn + chh * 64 * K, tid);
+        pv.copy(Uvs(s), c.Uv + chh * 64 * V + vb * 64, tid);
         if (tid < 16) cp_async16(Gts(s) + 4 * tid, c.G + chh * 64 + 4 * tid, true);
     };
 
@@ -1135,7 +1163,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
             cp_async_commit();
         }
         cp_async_wait<0>();
-        __syncthreads(); /* this chunk's tiles are in; every warp is done with the previous step */
+        BAR_STEP(); /* this chunk's tiles are in; every warp is done with the previous step */
         if (it + 1 < cnt) eUv_next = ld_l2(c.eUv + (chh + Hv) * nvb + vb); /* k_prep's flag: before the barrier */
         if (NST == 2 && it + 1 < cnt) {
             load(s ^ 1, ci + 1);
@@ -1263,7 +1291,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
         if (lane == 0) redS[(it & 1) * NW + w] = m;
         /* U -> global, fp16 x 2^eU with one exponent for the block's 64 columns */
         if (!C::XW && tid == 0) sig_step(sg, it);
-        __syncthreads();
+        BAR_STEP();
         m = 0.f;
         for (int i = 0; i < NW; i++) m = fmaxf(m, redU[i]);
         const int eU = scale_exp(m);
@@ -1293,7 +1321,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
                     if (ROWOK(i) && d < K) c.s_final[(((size_t)doc * Hv + h) * K + d) * V + col] = S[i][nt][e];
                 }
     }
-    __syncthreads(); /* the signaller reports the last chunk */
+    BAR_STEP(); /* the signaller reports the last chunk */
     if (!C::XW && tid == 0) sig_post(sg);
     trace_mark(c, true);
 #undef Ws
@@ -1498,23 +1526,18 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
 #define dOs(s) (stg + (s) * STG + 3 * 64 * LDK + 64 * LD64)
 #define Gts(s) reinterpret_cast<float *>(stg + (s) * STG + 3 * 64 * LDK + 2 * 64 * LD64)
 
+    TilePlan<64, KP / 8, 32 * NW> pk; /* Kn, Wu, Qn */
+    TilePlan<64, 8, 32 * NW> pp, pv;  /* P; dO (this block's 64 columns) */
+    pk.init(tid, LDK, K, K);
+    pp.init(tid, LD64, 64, 64);
+    pv.init(tid, LD64, V, V - vb * 64);
     auto load = [&](int s, int ci) {
         const size_t chh = (size_t)ci * Hv + h;
-        const int k8 = KP / 8;
-        for (int i = tid; i < 64 * k8; i += 32 * NW) {
-            const int r = i / k8, c8 = i % k8;
-            const bool ok = c8 * 8 < K;
-            const size_t off = (chh * 64 + r) * K + c8 * 8;
-            cp_async16(Kns(s) + r * LDK + c8 * 8, ok ? c.Kn + off : c.Kn, ok);
-            cp_async16(Ws(s) + r * LDK + c8 * 8, ok ? c.Wu + off : c.Wu, ok);
-            cp_async16(Qns(s) + r * LDK + c8 * 8, ok ? c.Qn + off : c.Qn, ok);
-        }
-        for (int i = tid; i < 64 * 8; i += 32 * NW) {
-            const int r = i >> 3, c8 = i & 7, col = vb * 64 + c8 * 8;
-            const bool ok = col < V;
-            cp_async16(Ps(s) + r * LD64 + c8 * 8, c.P + (chh * 64 + r) * 64 + c8 * 8, true);
-            cp_async16(dOs(s) + r * LD64 + c8 * 8, ok ? c.dOh + (chh * 64 + r) * V + col : c.dOh, ok);
-        }
+        pk.copy(Kns(s), c.Kn + chh * 64 * K, tid);
+        pk.copy(Ws(s), c.Wu + chh * 64 * K, tid);
+        pk.copy(Qns(s), c.Qn + chh * 64 * K, tid);
+        pp.copy(Ps(s), c.P + chh * 64 * 64, tid);
+        pv.copy(dOs(s), c.dOh + chh * 64 * V + vb * 64, tid);
         if (tid < 16) cp_async16(Gts(s) + 4 * tid, c.G + chh * 64 + 4 * tid, true);
     };
 
@@ -1550,7 +1573,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
             cp_async_commit();
         }
         cp_async_wait<0>();
-        __syncthreads();
+        BAR_STEP();
         if (NST == 2 && it + 1 < cnt) {
             load(s ^ 1, ci - 1);
             cp_async_commit();
@@ -1741,7 +1764,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
         if (lane == 0) redS[(it & 1) * NW + w] = m;
         /* dU -> global (in the Uv buffer), fp16 x 2^edU with one exponent for the block */
         if (!C::XW && tid == 0) sig_step(sg, it);
-        __syncthreads();
+        BAR_STEP();
         m = 0.f;
         for (int i = 0; i < NW; i++) m = fmaxf(m, redU[i]);
         const int edU = scale_exp(m);
@@ -1771,7 +1794,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
                     if (ROWOK(i) && d < K) c.ds0[(((size_t)doc * Hv + h) * K + d) * V + col] = dH[i][nt][e];
                 }
     }
-    __syncthreads(); /* the signaller reports the last chunk */
+    BAR_STEP(); /* the signaller reports the last chunk */
     if (!C::XW && tid == 0) sig_post(sg);
     trace_mark(c, true);
 #undef Kns
