@@ -1050,10 +1050,9 @@ template <int KT> struct StateCfg {
     static constexpr int LDS = NTW == 2 ? 24 : 16; /* smem stride of a column group */
     static constexpr int KP = 16 * KT, LDK = KP + 8, WC = 8 * NTW;
     static constexpr int XW = STAGES == 2, THREADS = 32 * (NW + XW); /* XW: the signaller warp */
-#ifndef OH_GDN_STATE_MINB
-#define OH_GDN_STATE_MINB 1
-#endif
-    static constexpr int MINB = KT > 8 ? 1 : OH_GDN_STATE_MINB; /* blocks per SM asked of the compiler */
+    /* registers: the most that one block of THREADS leaves (__launch_bounds__
+     * would give ptxas a multiple of 128 threads, 384, and 168 registers) */
+    static constexpr int MAXREG = (65536 / THREADS) / 8 * 8 > 255 ? 255 : (65536 / THREADS) / 8 * 8;
 };
 
 /* The MH warps of column group cg meet (bar.sync 1 + cg; a warp alone: __syncwarp). */
@@ -1083,7 +1082,7 @@ template <int KT> static size_t state_smem() {
            carve16(4 * C::NW * 4);
 }
 
-template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS, StateCfg<KT>::MINB) k_state_fwd(Ctx c) {
+template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_state_fwd(Ctx c) {
     typedef StateCfg<KT> C;
     constexpr int NTW = C::NTW, NW = C::NW, NC = C::NC, MH = C::MH, KT0 = C::KT0, MX = C::MX;
     constexpr int KP = C::KP, LDK = C::LDK, WC = C::WC, LDS = C::LDS, NST = C::STAGES;
@@ -1175,6 +1174,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
         const int eH = scale_exp(m);
         const float sH = exp2i(eH);
         if (tid == 0) c.eH[chh * nvb + vb] = eH;
+        uint16_t *Hc = c.H + chh * K * V + (size_t)(16 * ms0 + g4) * V + colw + 2 * t4; /* this lane's first H element */
 #pragma unroll
         for (int i = 0; i < KT0; i++)
             if (ROWOK(i)) {
@@ -1185,7 +1185,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
                         const int d = 16 * (ms0 + i) + g4 + 8 * hf, lc = 8 * nt + 2 * t4;
                         const uint32_t p = pack_f16(S[i][nt][2 * hf] * sH, S[i][nt][2 * hf + 1] * sH);
                         st32(Ss + d * LDS + lc, p);
-                        if (wok && d < K) st32(c.H + (chh * K + d) * V + colw + lc, p);
+                        if (wok && d < K) st32(Hc + (16 * i + 8 * hf) * V + 8 * nt, p);
                     }
             }
         pair_bar<MH>(cg);
@@ -1298,14 +1298,14 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
         const float sU = exp2i(eU);
         if (tid == 0) c.eU[chh * nvb + vb] = eU;
         if (wok) {
+            uint16_t *Uc = c.U + chh * 64 * V + (size_t)(16 * mx0 + g4) * V + colw + 2 * t4;
 #pragma unroll
             for (int i = 0; i < MX; i++)
 #pragma unroll
                 for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
                     for (int hf = 0; hf < 2; hf++) {
-                        const int j = 16 * (mx0 + i) + g4 + 8 * hf, lc = 8 * nt + 2 * t4;
-                        st32(c.U + (chh * 64 + j) * V + colw + lc,
+                        st32(Uc + (16 * i + 8 * hf) * V + 8 * nt,
                              pack_f16(X[i][nt][2 * hf] * sU, X[i][nt][2 * hf + 1] * sU));
                     }
         }
@@ -1490,7 +1490,7 @@ template <int KT> static size_t state_bwd_smem() {
            carve16(5 * C::NW * 4);
 }
 
-template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS, StateCfg<KT>::MINB) k_state_bwd(Ctx c) {
+template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_state_bwd(Ctx c) {
     typedef StateCfg<KT> C;
     constexpr int NTW = C::NTW, NW = C::NW, NC = C::NC, MH = C::MH, KT0 = C::KT0, MX = C::MX;
     constexpr int KP = C::KP, LDK = C::LDK, WC = C::WC, LDS = C::LDS, NST = C::STAGES;
@@ -1584,6 +1584,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
         const int edH = scale_exp(m);
         const float sdH = exp2i(edH);
         if (tid == 0) c.edH[chh * nvb + vb] = edH;
+        uint16_t *dHc = c.dH + chh * K * V + (size_t)(16 * ms0 + g4) * V + colw + 2 * t4;
 #pragma unroll
         for (int i = 0; i < KT0; i++)
             if (ROWOK(i)) {
@@ -1594,7 +1595,7 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
                         const int d = 16 * (ms0 + i) + g4 + 8 * hf, lc = 8 * nt + 2 * t4;
                         const uint32_t p = pack_f16(dH[i][nt][2 * hf] * sdH, dH[i][nt][2 * hf + 1] * sdH);
                         st32(dHs + d * LDS + lc, p);
-                        if (wok && d < K) st32(c.dH + (chh * K + d) * V + colw + lc, p);
+                        if (wok && d < K) st32(dHc + (16 * i + 8 * hf) * V + 8 * nt, p);
                     }
             }
         /* Z = gam o dO (the group's columns, this part's rows), fp16 with the group's exponent */
@@ -1771,14 +1772,14 @@ template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS
         const float sdU = exp2i(edU);
         if (tid == 0) c.eUv[chh * nvb + vb] = edU;
         if (wok) {
+            uint16_t *dUc = c.Uv + chh * 64 * V + (size_t)(16 * mx0 + g4) * V + colw + 2 * t4;
 #pragma unroll
             for (int i = 0; i < MX; i++)
 #pragma unroll
                 for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
                     for (int hf = 0; hf < 2; hf++) {
-                        const int j = 16 * (mx0 + i) + g4 + 8 * hf, lc = 8 * nt + 2 * t4;
-                        st32(c.Uv + (chh * 64 + j) * V + colw + lc,
+                        st32(dUc + (16 * i + 8 * hf) * V + 8 * nt,
                              pack_f16(dU1[i][nt][2 * hf] * sdU, dU1[i][nt][2 * hf + 1] * sdU));
                     }
         }
