@@ -358,6 +358,20 @@ template <typename T> DEV T ld_l2(const T *p) {
 #endif
 }
 
+/* e^x with flush-to-zero (ex2.approx.ftz: two instructions, where __expf also
+ * handles subnormal results; results below 2^-126 become 0).  For the state
+ * kernels' per-step decays. */
+DEV float fexp(float x) {
+#ifdef OH_EMU
+    const float r = expf(x);
+    return r < 1.17549435e-38f ? 0.f : r;
+#else
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x * 1.4426950408889634f));
+    return r;
+#endif
+}
+
 DEV float warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
@@ -1218,7 +1232,7 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
 #pragma unroll
             for (int hf = 0; hf < 2; hf++) {
                 const int j = 16 * (mx0 + i) + g4 + 8 * hf;
-                const float gj = __expf(Gt[j]) * iH, dj = __expf(glast - Gt[j]);
+                const float gj = fexp(Gt[j]) * iH, dj = fexp(glast - Gt[j]);
                 dl[i][hf] = dj;
 #pragma unroll
                 for (int nt = 0; nt < NTW; nt++) {
@@ -1256,7 +1270,7 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
         }
         pair_bar<MH>(cg);
         /* S = e^{G_63} S + Kn^T (del o U) */
-        const float decay = __expf(glast) * exp2i(ed), iD = exp2i(-ed);
+        const float decay = fexp(glast) * exp2i(ed), iD = exp2i(-ed);
 #pragma unroll
         for (int i = 0; i < KT0; i++)
 #pragma unroll
@@ -1600,14 +1614,14 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
             }
         /* Z = gam o dO (the group's columns, this part's rows), fp16 with the group's exponent */
         const float *Gt = Gts(s);
-        const float glast = Gt[63], eg = __expf(glast);
+        const float glast = Gt[63], eg = fexp(glast);
         const int edO = ld_l2(c.edO + chh * nvb + vb);
         constexpr int ZR = 64 / MH; /* rows of Z per part */
         float mz = 0.f;
         for (int i = lane; i < ZR * (WC / 2); i += 32) {
             const int r = mh * ZR + i / (WC / 2), cc = 2 * (i % (WC / 2));
             const uint32_t x = ld32(dOs(s) + r * LD64 + cg * WC + cc);
-            mz = fmaxf(mz, __expf(Gt[r]) * fmaxf(fabsf(h2f_lo(x)), fabsf(h2f_hi(x))));
+            mz = fmaxf(mz, fexp(Gt[r]) * fmaxf(fabsf(h2f_lo(x)), fabsf(h2f_hi(x))));
         }
         mz = warp_max(mz);
         if (MH > 1 && lane == 0) redZ[w] = mz;
@@ -1622,7 +1636,7 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
             for (int i = lane; i < ZR * (WC / 2); i += 32) {
                 const int r = mh * ZR + i / (WC / 2), cc = 2 * (i % (WC / 2));
                 const uint32_t x = ld32(dOs(s) + r * LD64 + cg * WC + cc);
-                const float f = __expf(Gt[r]) * sz;
+                const float f = fexp(Gt[r]) * sz;
                 st32(Zs + r * LDS + cc, pack_f16(h2f_lo(x) * f, h2f_hi(x) * f));
             }
         }
@@ -1670,7 +1684,7 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
 #pragma unroll
             for (int hf = 0; hf < 2; hf++) {
                 const int j = 16 * (mx0 + i) + g4 + 8 * hf;
-                const float gj = __expf(Gt[j]), dj = __expf(glast - Gt[j]);
+                const float gj = fexp(Gt[j]), dj = fexp(glast - Gt[j]);
 #pragma unroll
                 for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
