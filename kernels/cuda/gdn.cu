@@ -1616,12 +1616,16 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
         const float *Gt = Gts(s);
         const float glast = Gt[63], eg = fexp(glast);
         const int edO = ld_l2(c.edO + chh * nvb + vb);
-        constexpr int ZR = 64 / MH; /* rows of Z per part */
-        float mz = 0.f;
-        for (int i = lane; i < ZR * (WC / 2); i += 32) {
-            const int r = mh * ZR + i / (WC / 2), cc = 2 * (i % (WC / 2));
-            const uint32_t x = ld32(dOs(s) + r * LD64 + cg * WC + cc);
-            mz = fmaxf(mz, fexp(Gt[r]) * fmaxf(fabsf(h2f_lo(x)), fabsf(h2f_hi(x))));
+        constexpr int ZR = 64 / MH, ZI = ZR * (WC / 2) / 32; /* rows of Z per part; column pairs per lane */
+        static_assert(ZI * 32 == ZR * (WC / 2), "Z pairs per lane");
+        float mz = 0.f, zg[ZI];
+        uint32_t zx[ZI];
+#pragma unroll
+        for (int k = 0; k < ZI; k++) { /* pair i = lane + 32 k: row mh ZR + i / (WC / 2), columns 2 (i % (WC / 2)) */
+            const int i = lane + 32 * k, r = mh * ZR + i / (WC / 2), cc = 2 * (i % (WC / 2));
+            zx[k] = ld32(dOs(s) + r * LD64 + cg * WC + cc);
+            zg[k] = fexp(Gt[r]);
+            mz = fmaxf(mz, zg[k] * fmaxf(fabsf(h2f_lo(zx[k])), fabsf(h2f_hi(zx[k]))));
         }
         mz = warp_max(mz);
         if (MH > 1 && lane == 0) redZ[w] = mz;
@@ -1633,11 +1637,11 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
         const int eZ = scale_exp(mz * exp2i(-edO));
         {
             const float sz = exp2i(eZ - edO);
-            for (int i = lane; i < ZR * (WC / 2); i += 32) {
-                const int r = mh * ZR + i / (WC / 2), cc = 2 * (i % (WC / 2));
-                const uint32_t x = ld32(dOs(s) + r * LD64 + cg * WC + cc);
-                const float f = fexp(Gt[r]) * sz;
-                st32(Zs + r * LDS + cc, pack_f16(h2f_lo(x) * f, h2f_hi(x) * f));
+#pragma unroll
+            for (int k = 0; k < ZI; k++) {
+                const int i = lane + 32 * k, r = mh * ZR + i / (WC / 2), cc = 2 * (i % (WC / 2));
+                const float f = zg[k] * sz;
+                st32(Zs + r * LDS + cc, pack_f16(h2f_lo(zx[k]) * f, h2f_hi(zx[k]) * f));
             }
         }
         /* dU_O = P^T dO,  dU_H = Kn dH (this part's chunk rows) */
