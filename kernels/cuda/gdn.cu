@@ -1064,9 +1064,10 @@ template <int KT> struct StateCfg {
     static constexpr int LDS = NTW == 2 ? 24 : 16; /* smem stride of a column group */
     static constexpr int KP = 16 * KT, LDK = KP + 8, WC = 8 * NTW;
     static constexpr int XW = STAGES == 2, THREADS = 32 * (NW + XW); /* XW: the signaller warp */
-    /* registers: the most that one block of THREADS leaves (__launch_bounds__
-     * would give ptxas a multiple of 128 threads, 384, and 168 registers) */
-    static constexpr int MAXREG = (65536 / THREADS) / 8 * 8 > 255 ? 255 : (65536 / THREADS) / 8 * 8;
+    /* Registers: __launch_bounds__ (ptxas knows the limit).  Not __maxnreg__ at
+     * 65536 / THREADS: the register file is split between the 4 schedulers,
+     * and with 9 warps one of them holds 3, so 288 threads get at most ~168 a
+     * thread; at 224 the launch failed ("too many resources", H100, 2026-12-06). */
 };
 
 /* The MH warps of column group cg meet (bar.sync 1 + cg; a warp alone: __syncwarp). */
@@ -1096,7 +1097,7 @@ template <int KT> static size_t state_smem() {
            carve16(4 * C::NW * 4);
 }
 
-template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_state_fwd(Ctx c) {
+template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS, 1) k_state_fwd(Ctx c) {
     typedef StateCfg<KT> C;
     constexpr int NTW = C::NTW, NW = C::NW, NC = C::NC, MH = C::MH, KT0 = C::KT0, MX = C::MX;
     constexpr int KP = C::KP, LDK = C::LDK, WC = C::WC, LDS = C::LDS, NST = C::STAGES;
@@ -1504,7 +1505,7 @@ template <int KT> static size_t state_bwd_smem() {
            carve16(5 * C::NW * 4);
 }
 
-template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_state_bwd(Ctx c) {
+template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS, 1) k_state_bwd(Ctx c) {
     typedef StateCfg<KT> C;
     constexpr int NTW = C::NTW, NW = C::NW, NC = C::NC, MH = C::MH, KT0 = C::KT0, MX = C::MX;
     constexpr int KP = C::KP, LDK = C::LDK, WC = C::WC, LDS = C::LDS, NST = C::STAGES;
@@ -2716,7 +2717,11 @@ static int launch(void (*kern)(Ctx), dim3 grid, dim3 block, size_t smem, cudaStr
         cfg.stream = st;
         cfg.attrs = at;
         cfg.numAttrs = 1;
-        GDN_CUDA_TRY(cudaLaunchKernelEx(&cfg, kern, c));
+        const cudaError_t e = cudaLaunchKernelEx(&cfg, kern, c);
+        if (e != cudaSuccess) {
+            (void)cudaGetLastError(); /* not left behind for the next launch's check to report */
+            return gdn_fail(GDN_STATUS_CUDA, __FILE__, __LINE__, "launch of %s: %s", name, cudaGetErrorString(e));
+        }
     } else
 #endif
         GDN_LAUNCH(kern, grid, block, smem, st, c);
