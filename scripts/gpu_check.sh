@@ -92,11 +92,24 @@ git rev-parse HEAD >"$OUT/commit.txt" 2>/dev/null || true
 [ -f "$BIN/ptxas_gdn.summary" ] && cp "$BIN/ptxas_gdn.summary" "$OUT/"
 
 status=0
-"$BIN/oh_gpu_test_gdn" >"$OUT/test_gdn.txt" 2>&1 || status=1
+# verdict of a test log: its PASS/FAIL line, or the exit status and first error when it stopped early
+verdict() {  # log, exit status
+  local v
+  v=$(grep -E "^(PASS|FAIL)" "$1" | tail -1)
+  [ -n "$v" ] && [ "$2" = 0 ] && { echo "$v"; return; }
+  echo "FAIL: exit $2${v:+ ($v)}; $(grep -m1 -E "returned|error" "$1" | cut -c1-240)"
+}
+"$BIN/oh_gpu_test_gdn" >"$OUT/test_gdn.txt" 2>&1
+rc_all=$?
+[ $rc_all = 0 ] || status=1
 # the same cases with the kernels one after another (no overlapped launches)
-OH_GDN_OVERLAP=0 "$BIN/oh_gpu_test_gdn" >"$OUT/test_gdn_serial.txt" 2>&1 || status=1
+OH_GDN_OVERLAP=0 "$BIN/oh_gpu_test_gdn" >"$OUT/test_gdn_serial.txt" 2>&1
+rc_serial=$?
+[ $rc_serial = 0 ] || status=1
 # and with the forward overlapped too (off by default)
-OH_GDN_OVERLAP=1 "$BIN/oh_gpu_test_gdn" >"$OUT/test_gdn_overlap_all.txt" 2>&1 || status=1
+OH_GDN_OVERLAP=1 "$BIN/oh_gpu_test_gdn" >"$OUT/test_gdn_overlap_all.txt" 2>&1
+rc_over=$?
+[ $rc_over = 0 ] || status=1
 if [ $bench = 1 ]; then
   rm -f "$OUT/bench_gdn.tsv"
   "$BIN/oh_bench_gdn" $quick --tsv "$OUT/bench_gdn.tsv" >"$OUT/bench_gdn.txt" 2>&1 || status=1
@@ -131,8 +144,9 @@ if [ $san = 1 ]; then
 fi
 echo "==== test_gdn: cases, failures and summary (full table in $OUT/test_gdn.txt) ===="
 grep -E "^\[|FAIL|returned|non-finite|PASS|^  (bwd|packed|out carries|the other|an injected)" "$OUT/test_gdn.txt" || tail -20 "$OUT/test_gdn.txt"
-echo "==== test_gdn with OH_GDN_OVERLAP=0 (kernels one after another): $(grep -E "^(PASS|FAIL)" "$OUT/test_gdn_serial.txt" | tail -1)"
-echo "==== test_gdn with OH_GDN_OVERLAP=1 (forward overlapped too): $(grep -E "^(PASS|FAIL)" "$OUT/test_gdn_overlap_all.txt" | tail -1)"
+echo "==== test_gdn (default): $(verdict "$OUT/test_gdn.txt" $rc_all)"
+echo "==== test_gdn with OH_GDN_OVERLAP=0 (kernels one after another): $(verdict "$OUT/test_gdn_serial.txt" $rc_serial)"
+echo "==== test_gdn with OH_GDN_OVERLAP=1 (forward overlapped too): $(verdict "$OUT/test_gdn_overlap_all.txt" $rc_over)"
 if [ $bench = 1 ]; then
   echo "==== bench_gdn ===="
   cat "$OUT/bench_gdn.txt"
