@@ -1064,10 +1064,15 @@ template <int KT> struct StateCfg {
     static constexpr int LDS = NTW == 2 ? 24 : 16; /* smem stride of a column group */
     static constexpr int KP = 16 * KT, LDK = KP + 8, WC = 8 * NTW;
     static constexpr int XW = STAGES == 2, THREADS = 32 * (NW + XW); /* XW: the signaller warp */
-    /* Registers: __launch_bounds__ (ptxas knows the limit).  Not __maxnreg__ at
-     * 65536 / THREADS: the register file is split between the 4 schedulers,
-     * and with 9 warps one of them holds 3, so 288 threads get at most ~168 a
-     * thread; at 224 the launch failed ("too many resources", H100, 2026-12-06). */
+    /* Registers a thread.  The register file is split between the 4 schedulers
+     * (16384 each) and with 9 warps one of them holds 3: 288 threads get at
+     * most 168 (at 224 the launch failed: "too many resources", H100,
+     * 2026-12-06).  160 leaves each quarter room for one warp of 32 registers
+     * (k_dout_prep beside the backward state kernel, see "Overlap"); 8 warps
+     * (K > 128) put 2 on each and may use 255. */
+    static constexpr int QW = (THREADS / 32 + 3) / 4; /* warps on the busiest scheduler */
+    static constexpr int MAXREG = THREADS > 256 ? (16384 - 1024) / (32 * QW) / 8 * 8 : 255;
+    static_assert(MAXREG * 32 * QW <= 16384 || MAXREG == 255, "a block's registers on one scheduler");
 };
 
 /* The MH warps of column group cg meet (bar.sync 1 + cg; a warp alone: __syncwarp). */
@@ -1097,7 +1102,7 @@ template <int KT> static size_t state_smem() {
            carve16(4 * C::NW * 4);
 }
 
-template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS, 1) k_state_fwd(Ctx c) {
+template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_state_fwd(Ctx c) {
     typedef StateCfg<KT> C;
     constexpr int NTW = C::NTW, NW = C::NW, NC = C::NC, MH = C::MH, KT0 = C::KT0, MX = C::MX;
     constexpr int KP = C::KP, LDK = C::LDK, WC = C::WC, LDS = C::LDS, NST = C::STAGES;
@@ -1505,7 +1510,7 @@ template <int KT> static size_t state_bwd_smem() {
            carve16(5 * C::NW * 4);
 }
 
-template <int KT> static __global__ void __launch_bounds__(StateCfg<KT>::THREADS, 1) k_state_bwd(Ctx c) {
+template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_state_bwd(Ctx c) {
     typedef StateCfg<KT> C;
     constexpr int NTW = C::NTW, NW = C::NW, NC = C::NC, MH = C::MH, KT0 = C::KT0, MX = C::MX;
     constexpr int KP = C::KP, LDK = C::LDK, WC = C::WC, LDS = C::LDS, NST = C::STAGES;
@@ -2892,16 +2897,24 @@ struct Overlap {
 };
 
 /* What one block of `k` holds on an SM (registers in the per-warp allocation
- * unit of 256, shared memory with the per-block reservation). */
+ * unit of 256, shared memory with the per-block reservation).  The register
+ * file is split between the SM's 4 schedulers and a block's warps between
+ * them, so a block of 9 warps puts 3 on one scheduler: qregs is what the
+ * busiest quarter holds, and blocks beside each other are counted as if their
+ * busiest quarters coincided (measured 2026-12-06: a state block of 288
+ * threads at 224 registers failed to launch though 9 x 7168 < 65536, and the
+ * state kernel did not start beside two k_prep blocks though the whole-SM sums
+ * fitted). */
 struct Res {
-    long regs, smem, threads;
+    long regs, qregs, smem, threads;
 };
 #ifndef OH_EMU
 static int res_of(const KernelCfg &k, int reserved, Res *r) {
     cudaFuncAttributes fa;
     GDN_CUDA_TRY(cudaFuncGetAttributes(&fa, (const void *)k.fn));
-    const long warps = (k.threads + 31) / 32;
-    r->regs = warps * (((long)fa.numRegs * 32 + 255) / 256 * 256);
+    const long warps = (k.threads + 31) / 32, wregs = ((long)fa.numRegs * 32 + 255) / 256 * 256;
+    r->regs = warps * wregs;
+    r->qregs = (warps + 3) / 4 * wregs;
     r->smem = (long)fa.sharedSizeBytes + (long)k.smem + reserved;
     r->threads = warps * 32;
     return 0;
@@ -2909,8 +2922,8 @@ static int res_of(const KernelCfg &k, int reserved, Res *r) {
 /* The most blocks of `p` that fit on an SM beside `extra` blocks of `s`. */
 static int fit_beside(const Res &p, const Res &s, int extra, long regs, long smem, long threads) {
     int n = 0;
-    while (n < 32 && (n + 1) * p.regs + extra * s.regs <= regs && (n + 1) * p.smem + extra * s.smem <= smem &&
-           (n + 1) * p.threads + extra * s.threads <= threads)
+    while (n < 32 && (n + 1) * p.regs + extra * s.regs <= regs && (n + 1) * p.qregs + extra * s.qregs <= regs / 4 &&
+           (n + 1) * p.smem + extra * s.smem <= smem && (n + 1) * p.threads + extra * s.threads <= threads)
         n++;
     return n;
 }
