@@ -1095,6 +1095,54 @@ template <int MH> DEV void pair_bar(int cg) {
 #endif
 }
 
+/* The state kernels' two product shapes, for one warp's share (NTW 8-column
+ * n-tiles of its column group; B is the group's tile in shared memory, stride ldb):
+ *   part_add_atb: state rows 16 (ms0 + i), i < KT0 (i < ktm unless FULL):
+ *                 P += A^T B, A [64][lda] k-major (the chunk's rows), B [64][ldb];
+ *   rows_add_ab:  chunk rows 16 (mx0 + i), i < MX:  R += A B, A [64][lda], B [16 KT][ldb]. */
+template <bool FULL, int KT0, int NTW>
+DEV void part_add_atb(float (&P)[KT0][NTW][4], const uint16_t *A, int lda, const uint16_t *B, int ldb, int ms0,
+                      int ktm, int lane) {
+#pragma unroll
+    for (int kt = 0; kt < 4; kt++) {
+        uint32_t b[4];
+        ld_b_kn<NTW>(b, B, ldb, 0, 16 * kt, lane);
+#pragma unroll
+        for (int i = 0; i < KT0; i++) {
+            if (FULL || i < ktm) {
+                uint32_t a[4];
+                ldsm4t(a, a_km(A, lda, 16 * (ms0 + i), 16 * kt, lane));
+#pragma unroll
+                for (int nt = 0; nt < NTW; nt++) mma_f16(P[i][nt], a, b[2 * nt], b[2 * nt + 1]);
+            }
+        }
+    }
+}
+template <int KT, int MX, int NTW>
+DEV void rows_add_ab(float (&R)[MX][NTW][4], const uint16_t *A, int lda, const uint16_t *B, int ldb, int mx0, int lane) {
+#pragma unroll
+    for (int kt = 0; kt < KT; kt++) {
+        uint32_t b[4];
+        ld_b_kn<NTW>(b, B, ldb, 0, 16 * kt, lane);
+#pragma unroll
+        for (int i = 0; i < MX; i++) {
+            uint32_t a[4];
+            ldsm4(a, a_mk(A, lda, 16 * (mx0 + i), 16 * kt, lane));
+#pragma unroll
+            for (int nt = 0; nt < NTW; nt++) mma_f16(R[i][nt], a, b[2 * nt], b[2 * nt + 1]);
+        }
+    }
+}
+/* x[i][nt][e] *= f over a warp's accumulator tiles */
+template <int M, int NTW> DEV void scale_tiles(float (&x)[M][NTW][4], float f) {
+#pragma unroll
+    for (int i = 0; i < M; i++)
+#pragma unroll
+        for (int nt = 0; nt < NTW; nt++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) x[i][nt][e] *= f;
+}
+
 template <int KT> static size_t state_smem() {
     typedef StateCfg<KT> C;
     return carve16((size_t)C::STAGES * (2 * 64 * C::LDK + 64 * LD64 + 128) * 2) +
@@ -1134,7 +1182,8 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
 #define Kns(s) (stg + (s) * STG + 64 * LDK)
 #define Uvs(s) (stg + (s) * STG + 2 * 64 * LDK)
 #define Gts(s) reinterpret_cast<float *>(stg + (s) * STG + 2 * 64 * LDK + 64 * LD64)
-#define ROWOK(i) (KT0 * MH == KT || (i) < KTm)
+    constexpr bool FULL = KT0 * MH == KT; /* every row part holds KT0 state m-tiles */
+#define ROWOK(i) (FULL || (i) < KTm)
 
     TilePlan<64, KP / 8, 32 * NW> pk;  /* Wu, Kn */
     TilePlan<64, 8, 32 * NW> pv;       /* Uv (this block's 64 columns) */
@@ -1217,18 +1266,7 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
             for (int nt = 0; nt < NTW; nt++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) X[i][nt][e] = 0.f;
-#pragma unroll
-        for (int kt = 0; kt < KT; kt++) {
-            uint32_t b[4];
-            ld_b_kn<NTW>(b, Ss, LDS, 0, 16 * kt, lane);
-#pragma unroll
-            for (int i = 0; i < MX; i++) {
-                uint32_t a[4];
-                ldsm4(a, a_mk(Ws(s), LDK, 16 * (mx0 + i), 16 * kt, lane));
-#pragma unroll
-                for (int nt = 0; nt < NTW; nt++) mma_f16(X[i][nt], a, b[2 * nt], b[2 * nt + 1]);
-            }
-        }
+        rows_add_ab<KT>(X, Ws(s), LDK, Ss, LDS, mx0, lane);
         const float *Gt = Gts(s);
         const float iUv = exp2i(-eUv), iH = exp2i(-eH), glast = Gt[63];
         float mu = 0.f, md = 0.f; /* max |U| (block exponent, for H/B3), max |del o U| (the group's) */
@@ -1277,26 +1315,8 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
         pair_bar<MH>(cg);
         /* S = e^{G_63} S + Kn^T (del o U) */
         const float decay = fexp(glast) * exp2i(ed), iD = exp2i(-ed);
-#pragma unroll
-        for (int i = 0; i < KT0; i++)
-#pragma unroll
-            for (int nt = 0; nt < NTW; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) S[i][nt][e] *= decay;
-#pragma unroll
-        for (int kt = 0; kt < 4; kt++) {
-            uint32_t b[4];
-            ld_b_kn<NTW>(b, Us, LDS, 0, 16 * kt, lane);
-#pragma unroll
-            for (int i = 0; i < KT0; i++) {
-                if (ROWOK(i)) {
-                    uint32_t a[4];
-                    ldsm4t(a, a_km(Kns(s), LDK, 16 * (ms0 + i), 16 * kt, lane));
-#pragma unroll
-                    for (int nt = 0; nt < NTW; nt++) mma_f16(S[i][nt], a, b[2 * nt], b[2 * nt + 1]);
-                }
-            }
-        }
+        scale_tiles(S, decay);
+        part_add_atb<FULL>(S, Kns(s), LDK, Us, LDS, ms0, KTm, lane);
         m = 0.f;
 #pragma unroll
         for (int i = 0; i < KT0; i++)
@@ -1521,6 +1541,7 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
     const int cg = w % NC, mh = w / NC;
     const int ms0 = mh * KT0, KTm = imin(KT0, KT - ms0 > 0 ? KT - ms0 : 0); /* state m-tiles [ms0, ms0 + KTm) */
     const int mx0 = mh * MX;                              /* and chunk-row m-tiles [mx0, mx0 + MX) */
+    constexpr bool FULL = KT0 * MH == KT;
     const int *dt = c.tab + 4 + 4 * c.ncmax + 2 * doc;
     const int first = dt[0], cnt = dt[1];
     const int colw = vb * 64 + cg * WC;
@@ -1674,18 +1695,7 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
                 }
             }
         }
-#pragma unroll
-        for (int kt = 0; kt < KT; kt++) {
-            uint32_t b[4];
-            ld_b_kn<NTW>(b, dHs, LDS, 0, 16 * kt, lane);
-#pragma unroll
-            for (int i = 0; i < MX; i++) {
-                uint32_t a[4];
-                ldsm4(a, a_mk(Kns(s), LDK, 16 * (mx0 + i), 16 * kt, lane));
-#pragma unroll
-                for (int nt = 0; nt < NTW; nt++) mma_f16(dU2[i][nt], a, b[2 * nt], b[2 * nt + 1]);
-            }
-        }
+        rows_add_ab<KT>(dU2, Kns(s), LDK, dHs, LDS, mx0, lane);
         /* dU = dU_O + del o dU_H (kept for k_chunk_bwd);  Y = gam o dU_O + e^{G_63} dU_H */
         const float idO = exp2i(-edO), idH = exp2i(-edH);
         float mu = 0.f, my = 0.f;
@@ -1714,26 +1724,8 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
         pair_bar<MH>(cg); /* Zs and redD are in */
         /* dH = e^{G_63} dH + Qn^T Z (in units of 2^eZ) */
         const float decay = eg * exp2i(eZ);
-#pragma unroll
-        for (int i = 0; i < KT0; i++)
-#pragma unroll
-            for (int nt = 0; nt < NTW; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) dH[i][nt][e] *= decay;
-#pragma unroll
-        for (int kt = 0; kt < 4; kt++) {
-            uint32_t b[4];
-            ld_b_kn<NTW>(b, Zs, LDS, 0, 16 * kt, lane);
-#pragma unroll
-            for (int i = 0; i < KT0; i++) {
-                if (ROWOK(i)) {
-                    uint32_t a[4];
-                    ldsm4t(a, a_km(Qns(s), LDK, 16 * (ms0 + i), 16 * kt, lane));
-#pragma unroll
-                    for (int nt = 0; nt < NTW; nt++) mma_f16(dH[i][nt], a, b[2 * nt], b[2 * nt + 1]);
-                }
-            }
-        }
+        scale_tiles(dH, decay);
+        part_add_atb<FULL>(dH, Qns(s), LDK, Zs, LDS, ms0, KTm, lane);
         if (MH > 1) {
 #pragma unroll
             for (int p = 0; p < MH; p++) my = fmaxf(my, redD[cg + p * NC]);
@@ -1755,26 +1747,8 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
         pair_bar<MH>(cg); /* dUs is in */
         /* dH -= Wu^T Y, back to true units */
         const float r1 = exp2i(ey - eZ), iY = exp2i(-ey);
-#pragma unroll
-        for (int i = 0; i < KT0; i++)
-#pragma unroll
-            for (int nt = 0; nt < NTW; nt++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) dH[i][nt][e] *= r1;
-#pragma unroll
-        for (int kt = 0; kt < 4; kt++) {
-            uint32_t b[4];
-            ld_b_kn<NTW>(b, dUs, LDS, 0, 16 * kt, lane);
-#pragma unroll
-            for (int i = 0; i < KT0; i++) {
-                if (ROWOK(i)) {
-                    uint32_t a[4];
-                    ldsm4t(a, a_km(Ws(s), LDK, 16 * (ms0 + i), 16 * kt, lane));
-#pragma unroll
-                    for (int nt = 0; nt < NTW; nt++) mma_f16(dH[i][nt], a, b[2 * nt], b[2 * nt + 1]);
-                }
-            }
-        }
+        scale_tiles(dH, r1);
+        part_add_atb<FULL>(dH, Ws(s), LDK, dUs, LDS, ms0, KTm, lane);
         m = 0.f;
 #pragma unroll
         for (int i = 0; i < KT0; i++)
