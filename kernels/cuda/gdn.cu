@@ -295,16 +295,6 @@ DEV void cp_async16(void *smem, const void *gmem, bool valid) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(gmem), "r"(n) : "memory");
 #endif
 }
-/* 4 bytes (cached in L1: .cg takes only 16) */
-DEV void cp_async4(void *smem, const void *gmem, bool valid) {
-#ifdef OH_EMU
-    emu::cp_async4(smem, gmem, valid, OH_EMU_WHERE);
-#else
-    const uint32_t s = (uint32_t)__cvta_generic_to_shared(smem);
-    const int n = valid ? 4 : 0;
-    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;" ::"r"(s), "l"(gmem), "r"(n) : "memory");
-#endif
-}
 DEV void cp_async_commit() {
 #ifdef OH_EMU
     emu::cp_async_commit();
@@ -351,19 +341,6 @@ DEV void flag_wait(const int *f, int want) {
 #else
     while (flag_peek(f) < want) __nanosleep(64);
     __threadfence(); /* with the producer's fence before its add: its stores are seen after this */
-#endif
-}
-/* flag_wait without the waiting: whether the flag has reached `want` (then
- * with flag_wait's fence). */
-DEV bool flag_ready(const int *f, int want) {
-    const bool ok = flag_peek(f) >= want;
-#ifdef OH_EMU
-    /* the emulator's producers are all done: say "not yet" half the time
-     * (POLICY_RANDOM) so that the callers' other path runs too */
-    return ok && (emu::st().policy != emu::POLICY_RANDOM || (emu::st().rng() & 1));
-#else
-    if (ok) __threadfence();
-    return ok;
 #endif
 }
 /* Lets the kernel launched after this one with programmatic stream
@@ -451,7 +428,7 @@ struct Ctx {
     /* [nc, Hv] flags (zeroed before each pass): k_prep done, k_state_fwd column blocks
      * done, k_dout_prep done, k_state_bwd column blocks done */
     int *flP, *flS, *flD, *flB;
-    int *ctr;  /* [0] k_prep's claim counter (zeroed with flP, flS), [1] k_chunk_bwd's (zeroed in gdn_bwd) */
+    int *ctr;  /* k_prep's claim counter (zeroed with flP, flS) */
     int kid;   /* the launch's slot in the OH_GDN_TRACE timeline, -1 off */
     int prep_fma; /* k_prep's off-diagonal solve on the CUDA cores (OH_GDN_PREP_SOLVE=fma, sandbox) */
     int T, Hk, Hv, K, V, ndocs, ncmax, nkb, nvb;
@@ -1830,79 +1807,46 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
 
 /* ------------------------------------------------------------- k_chunk_bwd */
 
-/* KBT: 16-column tiles of the K block a block handles (K block = 16 KBT <= 128).
- * The kernel is persistent (a block per SM, tiles claimed in order from a
- * counter), and while a tile is in its last V slice and its combine step it
- * loads the next tile's T, P, q, k, G and beta into the other of two sets
- * (NSET = 2 where they fit) and, once k_state_bwd has flagged that tile, its
- * first V slice into stage 0 (the combine step works in stage 1): the loads
- * that used to start only with the next block now overlap this one's math. */
+/* KBT: 16-column tiles of the K block a block handles (K block = 16 KBT <= 128). */
 template <int KBT> struct ChunkBwdCfg {
     static constexpr int KB = 16 * KBT, LDQ = KB + 8, NT = 2 * KBT;
     static constexpr int STG = 4 * 64 * LD64 + 2 * KB * LD64; /* stage: dO, U, dU, v [64][LD64]; S0, dH rows [KB][LD64] */
-    /* after the V loop stage 1 holds dPg and Z (fp16 x 2^e) and the exchange rows */
-    static constexpr size_t POST = 2 * 64 * LD64 * 2 + 64 * (KB + 4) * 4;
-    /* one set: Qn, Kn (this K block), T, P (fp16), G, beta */
-    static constexpr size_t SET = 2 * 64 * LDQ * 2 + 2 * 64 * LD64 * 2 + 2 * 64 * 4;
-    /* gam, del, rq, rk, rowA, rowB, dBr, k1r; colA, colB; red; claim */
-    static constexpr size_t FIXED = 8 * 64 * 4 + 8 * 64 * 4 + 16 * 4 + 16;
-    static constexpr size_t MAX_SMEM = 232448; /* Hopper's opt-in limit per block */
-    static constexpr int NSET = FIXED + 2 * SET + 2 * (size_t)STG * 2 <= MAX_SMEM ? 2 : 1;
-    static_assert(POST <= (size_t)STG * 2, "the combine step's buffers fit in a stage");
+    static constexpr size_t POST = 2 * 64 * LD64 * 2 + 64 * (KB + 4) * 4; /* Ph, Zh, Xch */
+    static constexpr size_t STAGE_BYTES = 2 * STG * 2 > POST ? 2 * STG * 2 : POST;
 };
 
 template <int KBT> static size_t chunk_bwd_smem() {
     typedef ChunkBwdCfg<KBT> C;
-    return C::FIXED + C::NSET * C::SET + 2 * (size_t)C::STG * 2;
-}
-
-/* A k_chunk_bwd tile: (chunk, value head, K block); tile 0 is the last chunk
- * (it trails k_state_bwd), the K blocks of a (chunk, head) adjacent. */
-struct CbTile {
-    Chunk ch;
-    size_t chh;
-    int ci, h, hk, kb, kc0, kcols;
-};
-DEV CbTile cb_tile(const Ctx &c, int nch, int t, int KB) {
-    CbTile x;
-    x.kb = t % c.nkb;
-    x.h = (t / c.nkb) % c.Hv;
-    x.ci = nch - 1 - t / (c.nkb * c.Hv);
-    x.hk = x.h / (c.Hv / c.Hk);
-    x.kc0 = x.kb * KB;
-    x.kcols = imin(KB, c.K - x.kc0);
-    x.chh = (size_t)x.ci * c.Hv + x.h;
-    x.ch = chunk_at(c, x.ci);
-    return x;
+    return carve16(64 * 4) * 10 + carve16(2 * 4 * 64 * 4) + carve16(16 * 4) + 2 * carve16((size_t)64 * C::LDQ * 2) +
+           2 * carve16(64 * LD64 * 2) + carve16(C::STAGE_BYTES);
 }
 
 template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(Ctx c) {
     typedef ChunkBwdCfg<KBT> C;
-    constexpr int KB = C::KB, LDQ = C::LDQ, NT = C::NT, STG = C::STG, NSET = C::NSET;
-    const int nch = c.tab[0], ntiles = nch * c.Hv * c.nkb;
-    if ((int)blockIdx.x >= ntiles) return;
+    constexpr int KB = C::KB, LDQ = C::LDQ, NT = C::NT, STG = C::STG;
+    /* last chunk first (it trails k_state_bwd); the K blocks of a (chunk, head) are adjacent */
+    const int kb = blockIdx.x % c.nkb, h = (blockIdx.x / c.nkb) % c.Hv;
+    const int ci = c.ncmax - 1 - (int)(blockIdx.x / (c.nkb * c.Hv));
+    if (ci >= c.tab[0]) return;
     trace_mark(c, false);
-    const int K = c.K, V = c.V, Hv = c.Hv, Hk = c.Hk, nvb = c.nvb;
+    flag_wait(c.flB + (size_t)ci * c.Hv + h, c.nvb); /* every column block of k_state_bwd (and k_dout_prep) is done */
+    const Chunk ch = chunk_at(c, ci);
+    const int K = c.K, V = c.V, Hv = c.Hv, Hk = c.Hk, hk = h / (Hv / Hk), kc0 = kb * KB, nvb = c.nvb;
+    const int kcols = imin(KB, K - kc0);
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g4 = lane >> 2, t4 = lane & 3;
     const int role = w >> 2, wr = w & 3; /* role 0: warps 0-3, role 1: warps 4-7; rows 16 wr.. */
-    const bool fused = c.nkb == 1 && Hv == Hk, whole_rows = c.nkb == 1;
+    const size_t chh = (size_t)ci * Hv + h;
+    const bool fused = c.nkb == 1 && Hv == Hk;
 
     Carve cv{GDN_SMEM()};
-    float *gam = cv.take<float>(64), *del = cv.take<float>(64);
+    float *Gs = cv.take<float>(64), *Bs = cv.take<float>(64), *gam = cv.take<float>(64), *del = cv.take<float>(64);
     float *rq = cv.take<float>(64), *rk = cv.take<float>(64);
     float *rowA = cv.take<float>(64), *rowB = cv.take<float>(64), *dBr = cv.take<float>(64), *k1r = cv.take<float>(64);
     float *colA = cv.take<float>(8 * 64), *colB = colA + 4 * 64; /* [wr][j], already negated */
     float *red = cv.take<float>(16);                             /* [0..7] <dH,S0> per warp, [8..15] max per warp */
-    int *claim = cv.take<int>(4);                                /* [0] the next tile, [1] its slice 0 loads early */
-    /* set p at sets + p * SET: Qn, Kn (this K block; raw bf16 until normalised), T, P (fp16), G, beta */
-    unsigned char *sets = cv.p;
-    cv.p += NSET * C::SET;
-#define Qset(p) reinterpret_cast<uint16_t *>(sets + (p) * C::SET)
-#define Kset(p) (Qset(p) + 64 * LDQ)
-#define Tset(p) (Qset(p) + 2 * 64 * LDQ)
-#define Pset(p) (Qset(p) + 2 * 64 * LDQ + 64 * LD64)
-#define Gset(p) reinterpret_cast<float *>(Qset(p) + 2 * 64 * LDQ + 2 * 64 * LD64)
-#define Bset(p) (Gset(p) + 64)
+    uint16_t *Qs = cv.take<uint16_t>(64 * LDQ), *Ks = cv.take<uint16_t>(64 * LDQ); /* Qn, Kn (this K block), fp16 */
+    uint16_t *Ts = cv.take<uint16_t>(64 * LD64);                                  /* T, fp16 */
+    uint16_t *Ps = cv.take<uint16_t>(64 * LD64);                                  /* P, fp16 (read in step 3) */
     unsigned char *stage_base = cv.p;
     uint16_t *stg = cv.take<uint16_t>(2 * STG);
 #define dOs(s) (stg + (s) * STG)
@@ -1911,84 +1855,43 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
 #define Vs(s) (stg + (s) * STG + 3 * 64 * LD64)
 #define Hs(s) (stg + (s) * STG + 4 * 64 * LD64)
 #define dHs(s) (stg + (s) * STG + 4 * 64 * LD64 + KB * LD64)
-    /* after the V loop stage 1 holds: */
-    Carve cp{stage_base + (size_t)STG * 2};
-    uint16_t *Ph = cp.take<uint16_t>(64 * LD64), *Zh = cp.take<uint16_t>(64 * LD64); /* dPg, Z: fp16 x 2^e */
+    /* after the V loop the stages hold: */
+    Carve cp{stage_base};
+    uint16_t *Ph = cp.take<uint16_t>(64 * LD64), *Zh = cp.take<uint16_t>(64 * LD64); /* the same, fp16 x 2^e */
     float *Xch = cp.take<float>(64 * (KB + 4));
 
-    /* slice vs of V of tile x into stage s */
-    auto load_slice = [&](int s, int vs, const CbTile &x) {
+    auto load_slice = [&](int s, int vs) {
         for (int i = tid; i < 64 * 8; i += 256) {
             const int r = i >> 3, c8 = i & 7, col = vs * 64 + c8 * 8;
-            const bool okc = col < V, ok = okc && r < x.ch.len;
-            const size_t wsr = (x.chh * 64 + r) * V + col;
+            const bool okc = col < V, ok = okc && r < ch.len;
+            const size_t wsr = (chh * 64 + r) * V + col;
             cp_async16(dOs(s) + r * LD64 + c8 * 8, okc ? c.dOh + wsr : c.dOh, okc);
             cp_async16(Us(s) + r * LD64 + c8 * 8, okc ? c.U + wsr : c.U, okc);
             cp_async16(dUs(s) + r * LD64 + c8 * 8, okc ? c.Uv + wsr : c.Uv, okc);
-            cp_async16(Vs(s) + r * LD64 + c8 * 8, ok ? c.v + ((size_t)(x.ch.t0 + r) * Hv + x.h) * V + col : c.v, ok);
+            cp_async16(Vs(s) + r * LD64 + c8 * 8, ok ? c.v + ((size_t)(ch.t0 + r) * Hv + h) * V + col : c.v, ok);
         }
         for (int i = tid; i < KB * 8; i += 256) {
             const int r = i >> 3, c8 = i & 7, col = vs * 64 + c8 * 8;
-            const bool ok = col < V && r < x.kcols;
-            const size_t off = (x.chh * K + x.kc0 + r) * V + col;
+            const bool ok = col < V && r < kcols;
+            const size_t off = (chh * K + kc0 + r) * V + col;
             cp_async16(Hs(s) + r * LD64 + c8 * 8, ok ? c.H + off : c.H, ok);
             cp_async16(dHs(s) + r * LD64 + c8 * 8, ok ? c.dH + off : c.dH, ok);
         }
     };
-    /* T, P, G, beta and the raw q, k columns of tile x into set p (none of them waits for k_state_bwd) */
-    auto load_set = [&](int p, const CbTile &x) {
-        for (int i = tid; i < 64 * 8; i += 256) {
-            const int r = i >> 3, c8 = i & 7;
-            cp_async16(Tset(p) + r * LD64 + c8 * 8, c.Tm + (x.chh * 64 + r) * 64 + c8 * 8, true);
-            cp_async16(Pset(p) + r * LD64 + c8 * 8, c.P + (x.chh * 64 + r) * 64 + c8 * 8, true);
-        }
-        for (int i = tid; i < 64 * (KB / 8); i += 256) {
-            const int r = i / (KB / 8), c8 = i % (KB / 8);
-            const bool ok = r < x.ch.len && x.kc0 + c8 * 8 < K;
-            const size_t off = ((size_t)(x.ch.t0 + r) * Hk + x.hk) * K + x.kc0 + c8 * 8;
-            cp_async16(Qset(p) + r * LDQ + c8 * 8, ok ? c.q + off : c.q, ok);
-            cp_async16(Kset(p) + r * LDQ + c8 * 8, ok ? c.k + off : c.k, ok);
-        }
-        if (tid < 64) {
-            const bool ok = tid < x.ch.len;
-            cp_async4(Gset(p) + tid, c.G + x.chh * 64 + tid, true);
-            cp_async4(Bset(p) + tid, ok ? c.beta + (size_t)(x.ch.t0 + tid) * Hv + x.h : c.beta, ok);
-        }
-    };
 
-    int t = blockIdx.x, p = 0;
-    bool set_ready = false, slice_ready = false;
-    for (;;) {
-    const CbTile x = cb_tile(c, nch, t, KB);
-    const Chunk ch = x.ch;
-    const int kb = x.kb, h = x.h, hk = x.hk, kc0 = x.kc0, kcols = x.kcols;
-    const size_t chh = x.chh;
-    if (tid == 0) claim[0] = (int)gridDim.x + atomicAdd(c.ctr + 1, 1);
-    if (!set_ready) {
-        load_set(p, x);
-        cp_async_commit();
-    }
-    if (!slice_ready) {
-        /* every column block of k_state_bwd (and k_dout_prep) is done with this chunk */
-        flag_wait(c.flB + chh, nvb);
-        load_slice(0, 0, x);
-        cp_async_commit();
-    }
-    const float *Gs = Gset(p), *Bs = Bset(p);
-    uint16_t *Qs = Qset(p), *Ks = Kset(p), *Ts = Tset(p), *Ps = Pset(p);
-
-    /* ---- 1. row norms, gates, this block's q and k columns ----
+    /* ---- 1. row norms, gates, T, this block's q and k columns ----
      * One K block (K <= 128): the norms come from the raw rows in shared memory
      * once they are in (below); otherwise from global memory here. */
+    const bool whole_rows = c.nkb == 1;
     if (!whole_rows) {
         for (int r = w * 8; r < w * 8 + 8; r++) {
             float sq = 0.f, sk = 0.f;
             if (r < ch.len) {
                 const size_t off = ((size_t)(ch.t0 + r) * Hk + hk) * K;
                 for (int d = lane; d < K; d += 32) {
-                    const float xq = bf2f(c.q[off + d]), yk = bf2f(c.k[off + d]);
-                    sq += xq * xq;
-                    sk += yk * yk;
+                    const float x = bf2f(c.q[off + d]), y = bf2f(c.k[off + d]);
+                    sq += x * x;
+                    sk += y * y;
                 }
             }
             sq = warp_sum(sq);
@@ -1999,18 +1902,30 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
             }
         }
     }
-    /* the set's group is complete (the slice's may still be in flight) */
-    if (set_ready || !slice_ready)
-        cp_async_wait<1>();
-    else
-        cp_async_wait<0>();
-    __syncthreads();
-    const int nxt = claim[0];
-    const bool has_next = nxt < ntiles;
     if (tid < 64) {
-        gam[tid] = __expf(Gs[tid]);
-        del[tid] = __expf(Gs[63] - Gs[tid]);
+        const float gi = c.G[chh * 64 + tid], gl = c.G[chh * 64 + 63];
+        Gs[tid] = gi;
+        Bs[tid] = tid < ch.len ? c.beta[(size_t)(ch.t0 + tid) * Hv + h] : 0.f;
+        gam[tid] = __expf(gi);
+        del[tid] = __expf(gl - gi);
     }
+    for (int i = tid; i < 64 * 8; i += 256) {
+        const int r = i >> 3, c8 = i & 7;
+        cp_async16(Ts + r * LD64 + c8 * 8, c.Tm + (chh * 64 + r) * 64 + c8 * 8, true);
+        cp_async16(Ps + r * LD64 + c8 * 8, c.P + (chh * 64 + r) * 64 + c8 * 8, true);
+    }
+    for (int i = tid; i < 64 * (KB / 8); i += 256) {
+        const int r = i / (KB / 8), c8 = i % (KB / 8);
+        const bool ok = r < ch.len && kc0 + c8 * 8 < K;
+        const size_t off = ((size_t)(ch.t0 + r) * Hk + hk) * K + kc0 + c8 * 8;
+        cp_async16(Qs + r * LDQ + c8 * 8, ok ? c.q + off : c.q, ok);
+        cp_async16(Ks + r * LDQ + c8 * 8, ok ? c.k + off : c.k, ok);
+    }
+    cp_async_commit();
+    load_slice(0, 0);
+    cp_async_commit();
+    cp_async_wait<1>();
+    __syncthreads();
     if (whole_rows) { /* 4 lanes a row: sums of squares of the raw bf16 q and k */
         const int r = tid >> 2, part = tid & 3;
         float sq = 0.f, sk = 0.f;
@@ -2060,18 +1975,8 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
         cp_async_wait<0>();
         __syncthreads(); /* slice vs is in; every warp is done with slice vs - 1 */
         if (vs + 1 < nvb) {
-            load_slice(s ^ 1, vs + 1, x);
+            load_slice(s ^ 1, vs + 1);
             cp_async_commit();
-        } else if (has_next) {
-            /* the next tile: its set now, its first slice after the loop if k_state_bwd is done with it */
-            const CbTile nx = cb_tile(c, nch, nxt, KB);
-            if (NSET == 2) {
-                load_set(p ^ 1, nx);
-                cp_async_commit();
-            }
-            if (tid == 0) {
-                claim[1] = flag_ready(c.flB + nx.chh, nvb); /* then the barrier after the loop */
-            }
         }
         const size_t ei = chh * nvb + vs;
         const int eO = ld_l2(c.edO + ei), eU = c.eU[ei], edU = ld_l2(c.eUv + ei), eH = c.eH[ei], edH = ld_l2(c.edH + ei);
@@ -2205,10 +2110,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
         }
         hds += hp * exp2i(-eH - edH);
     }
-    __syncthreads(); /* stage 1 becomes Ph, Zh, Xch; stage 0 takes the next tile's first slice */
-    const bool slice_next = has_next && claim[1];
-    if (slice_next) load_slice(0, 0, cb_tile(c, nch, nxt, KB));
-    cp_async_commit();
+    __syncthreads(); /* the stages become Ph, Zh, Xch */
 
     /* ---- 3. combine (true units from here on) ---- */
     hds = warp_sum(hds);
@@ -2377,7 +2279,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     const int eP = scale_exp(fmaxf(fmaxf(red[8], red[9]), fmaxf(red[10], red[11])));
     const int eZ = scale_exp(fmaxf(fmaxf(red[12], red[13]), fmaxf(red[14], red[15])));
     {
-        /* each warp its own 16 rows: role 0 dPg, role 1 Z */
+        /* each warp its own 16 rows from its registers: role 0 dPg, role 1 Z */
         const float sc = exp2i(role == 0 ? eP : eZ);
         uint16_t *dst = role == 0 ? Ph : Zh;
 #pragma unroll
@@ -2576,25 +2478,12 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
                 }
         }
     }
-    __syncthreads(); /* every warp is done with this tile's rows and sets */
-    if (!has_next) break;
-    t = nxt;
-    if (NSET == 2) p ^= 1;
-    set_ready = NSET == 2;
-    slice_ready = slice_next;
-    }
 #undef dOs
 #undef Us
 #undef dUs
 #undef Vs
 #undef Hs
 #undef dHs
-#undef Qset
-#undef Kset
-#undef Tset
-#undef Pset
-#undef Gset
-#undef Bset
     trace_mark(c, true);
 }
 
@@ -3098,20 +2987,9 @@ static int plan_overlap(const Ctx &c, bool bwd, Overlap *o) {
     return 0;
 #endif
 }
-/* k_chunk_bwd is persistent: a block per SM (the emulator: a few, so that
- * the claiming loop runs), tiles claimed from c.ctr[1] (zeroed in gdn_bwd). */
 template <int KBT> static int run_chunk_bwd(const Ctx &c, cudaStream_t st, bool early) {
-    long grid = (long)c.ncmax * c.Hv * c.nkb;
-#ifdef OH_EMU
-    if (grid > 3) grid = 3;
-#else
-    int dev = 0, sms = 0;
-    GDN_CUDA_TRY(cudaGetDevice(&dev));
-    GDN_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
-    if (grid > sms) grid = sms;
-#endif
-    return launch(k_chunk_bwd<KBT>, dim3((unsigned)grid), dim3(256), chunk_bwd_smem<KBT>(), st, "k_chunk_bwd", c,
-                  early);
+    return launch(k_chunk_bwd<KBT>, dim3(c.ncmax * c.Hv * c.nkb), dim3(256), chunk_bwd_smem<KBT>(), st,
+                  "k_chunk_bwd", c, early);
 }
 /* K split in nkb = ceil(K / 128) blocks of <= 128 columns. */
 static int chunk_bwd(const Ctx &c, cudaStream_t st, bool early) {
@@ -3263,7 +3141,6 @@ extern "C" int gdn_bwd(uint16_t *dq, uint16_t *dk, uint16_t *dv, float *dg, floa
         if (r) return r;
     }
     GDN_CUDA_TRY(cudaMemsetAsync(c.flD, 0, 2 * sizeof(int) * (size_t)c.ncmax * c.Hv, st)); /* flD, flB */
-    GDN_CUDA_TRY(cudaMemsetAsync(c.ctr + 1, 0, sizeof(int), st));                            /* k_chunk_bwd's claims */
     if (c.nkb > 1) {
         GDN_CUDA_TRY(cudaMemsetAsync(dg, 0, (size_t)T * Hv * sizeof(float), st));
         GDN_CUDA_TRY(cudaMemsetAsync(dbeta, 0, (size_t)T * Hv * sizeof(float), st));

@@ -73,7 +73,6 @@ enum Policy { POLICY_FORWARD, POLICY_REVERSE, POLICY_RANDOM };
 struct Copy {
     unsigned char *dst;
     unsigned char data[16];
-    int n; /* bytes: 4, 8 or 16 */
     bool applied;
 };
 
@@ -192,31 +191,24 @@ inline void named_bar(int id, int cnt, const char *where) {
 }
 
 /* ---- cp.async ---- */
-inline void cp_async_n(void *dst, const void *src, int n, bool valid, const char *where) {
+inline void cp_async16(void *dst, const void *src, bool valid, const char *where) {
     Thread *t = self();
-    if (((uintptr_t)dst & (n - 1)) || (valid && ((uintptr_t)src & (n - 1)))) die("cp.async misaligned", where);
+    if (((uintptr_t)dst & 15) || (valid && ((uintptr_t)src & 15))) die("cp.async misaligned", where);
     State &s = st();
-    if ((unsigned char *)dst < s.smem || (unsigned char *)dst + n > s.smem + s.smem_bytes)
+    if ((unsigned char *)dst < s.smem || (unsigned char *)dst + 16 > s.smem + s.smem_bytes)
         die("cp.async destination outside dynamic shared memory", where);
     Copy c;
     c.dst = (unsigned char *)dst;
-    c.n = n;
     if (valid)
-        memcpy(c.data, src, n);
+        memcpy(c.data, src, 16);
     else
-        memset(c.data, 0, n);
+        memset(c.data, 0, 16);
     c.applied = false;
     if (s.policy == POLICY_RANDOM && (s.rng() & 1)) {
-        memcpy(c.dst, c.data, n);
+        memcpy(c.dst, c.data, 16);
         c.applied = true;
     }
     t->cur.push_back(c);
-}
-inline void cp_async16(void *dst, const void *src, bool valid, const char *where) {
-    cp_async_n(dst, src, 16, valid, where);
-}
-inline void cp_async4(void *dst, const void *src, bool valid, const char *where) {
-    cp_async_n(dst, src, 4, valid, where);
 }
 inline void cp_async_commit() {
     Thread *t = self();
@@ -227,7 +219,7 @@ inline void cp_async_wait(int n) {
     Thread *t = self();
     while ((int)t->groups.size() > n) {
         for (Copy &c : t->groups.front())
-            if (!c.applied) memcpy(c.dst, c.data, c.n);
+            if (!c.applied) memcpy(c.dst, c.data, 16);
         t->groups.erase(t->groups.begin());
     }
 }
@@ -470,7 +462,7 @@ inline void trampoline() {
     if (!s.cur->cur.empty() || !s.cur->groups.empty()) {
         /* copies never waited for: a real GPU would still land them; apply. */
         cp_async_wait(0);
-        for (Copy &c : s.cur->cur) memcpy(c.dst, c.data, c.n);
+        for (Copy &c : s.cur->cur) memcpy(c.dst, c.data, 16);
     }
     _longjmp(s.sched, 1);
 }
