@@ -1013,6 +1013,74 @@ template <int NB> DEV void state_signaller(const StateSig &g) {
     if (lane == 0) sig_post(g);
 }
 
+/* dO of chunk ci, head h, columns [64 vb, 64 vb + 64) as fp16 x 2^edO (what
+ * k_dout_prep does for a whole row of column blocks), by one warp: the
+ * backward state kernel's signaller warp prepares its own block's columns two
+ * chunks ahead, so that no separate kernel runs in front of the state kernel
+ * and k_chunk_bwd can take the SMs it leaves at once.  Ends with a fence: the
+ * block's other warps (cp.async through L2) and k_chunk_bwd (after the chunk's
+ * flag) see the stores. */
+DEV void dout_prep_cols(const Ctx &c, int ci, int h, int vb) {
+    const int lane = threadIdx.x & 31, V = c.V, Hv = c.Hv;
+    const Chunk ch = chunk_at(c, ci);
+    const size_t chh = (size_t)ci * Hv + h;
+    uint4 x[16]; /* 64 rows x 8 pieces of 8 columns: piece i = lane + 32 k, row i / 8 */
+    float m = 0.f;
+#pragma unroll
+    for (int k = 0; k < 16; k++) {
+        const int i = lane + 32 * k, r = i >> 3, col = vb * 64 + 8 * (i & 7);
+        x[k] = uint4{0u, 0u, 0u, 0u};
+        if (r < ch.len && col < V)
+            x[k] = ld_l2(reinterpret_cast<const uint4 *>(c.dout + ((size_t)(ch.t0 + r) * Hv + h) * V + col));
+    }
+#pragma unroll
+    for (int k = 0; k < 16; k++) {
+        const uint32_t u[4] = {x[k].x, x[k].y, x[k].z, x[k].w};
+#pragma unroll
+        for (int j = 0; j < 4; j++) m = fmaxf(m, fmaxf(fabsf(bf2f_lo(u[j])), fabsf(bf2f_hi(u[j]))));
+    }
+    const int e = scale_exp(warp_max(m));
+    const float sc = exp2i(e);
+#pragma unroll
+    for (int k = 0; k < 16; k++) {
+        const int i = lane + 32 * k, r = i >> 3, col = vb * 64 + 8 * (i & 7);
+        if (col < V) {
+            uint4 y;
+            y.x = pack_f16(bf2f_lo(x[k].x) * sc, bf2f_hi(x[k].x) * sc);
+            y.y = pack_f16(bf2f_lo(x[k].y) * sc, bf2f_hi(x[k].y) * sc);
+            y.z = pack_f16(bf2f_lo(x[k].z) * sc, bf2f_hi(x[k].z) * sc);
+            y.w = pack_f16(bf2f_lo(x[k].w) * sc, bf2f_hi(x[k].w) * sc);
+            *reinterpret_cast<uint4 *>(c.dOh + (chh * 64 + r) * V + col) = y;
+        }
+    }
+    if (lane == 0) c.edO[chh * c.nvb + vb] = e;
+#ifndef OH_EMU
+    __threadfence();
+#endif
+    __syncwarp();
+}
+
+/* The backward state kernel's signaller warp (K <= 128) with the dO of its
+ * columns prepared in place of k_dout_prep's flags: chunk 0 before a first
+ * barrier (the others load it after), chunk 1 before the first step, chunk
+ * it + 2 inside step it (the others load it after step it + 1's first barrier). */
+template <int NB> DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, int vb) {
+    const int lane = threadIdx.x & 31;
+    if (g.cnt > 0) dout_prep_cols(c, g.ci0, g.h, vb);
+    BAR_ANY();
+    if (g.cnt > 1) dout_prep_cols(c, g.ci0 + g.dir, g.h, vb);
+    for (int it = 0; it < g.cnt; it++) {
+#pragma unroll
+        for (int b = 0; b < NB - 1; b++) BAR_ANY();
+        if (lane == 0 && it > 0) flag_signal(g.done + (size_t)(g.ci0 + g.dir * (it - 1)) * g.Hv + g.h);
+        if (it + 2 < g.cnt) dout_prep_cols(c, g.ci0 + g.dir * (it + 2), g.h, vb);
+        __syncwarp();
+        BAR_ANY();
+    }
+    BAR_ANY();
+    if (lane == 0) sig_post(g);
+}
+
 /* A thread's share of copying one [ROWS][COLS8 x 8] 16-bit tile into shared
  * memory (row stride LDS) from global rows of stride LDG, the same every step:
  * the offsets are worked out once, so a step issues only the copies.  Columns
@@ -1556,8 +1624,8 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
     allow_dependents();
     trace_mark(c, false);
     const StateSig sg{c.flD, c.flB, first + cnt - 1, -1, cnt, Hv, h};
-    if (C::XW && w == NW) {
-        state_signaller<NST == 1 ? 3 : 2>(sg);
+    if (C::XW && w == NW) { /* with the signaller warp it prepares dO itself (no k_dout_prep) */
+        state_signaller_bwd<NST == 1 ? 3 : 2>(c, sg, vb);
         return;
     }
 #define Kns(s) (stg + (s) * STG)
@@ -1599,7 +1667,10 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
     m = warp_max(m);
     if (lane == 0) redS[NW + w] = m;
 
-    if (cnt > 0) flag_wait(c.flD + (size_t)(first + cnt - 1) * Hv + h, 1);
+    if (C::XW)
+        BAR_STEP(); /* the signaller has prepared the first chunk's dO */
+    else if (cnt > 0)
+        flag_wait(c.flD + (size_t)(first + cnt - 1) * Hv + h, 1);
     if (!C::XW && tid == 0) sig_pre(sg);
     if (NST == 2 && cnt > 0) {
         load(0, first + cnt - 1);
@@ -2873,7 +2944,12 @@ static int carveout_max(void (*fn)(Ctx), int dev) {
 struct Overlap {
     int a, b; /* forward: the two k_prep grids; backward: the k_dout_prep grid (a) */
     int out;  /* forward without a: k_out starts early and trails k_state_fwd (the default) */
+    int cb;   /* backward, state kernel preparing dO itself: k_chunk_bwd starts early */
 };
+
+/* K <= 128: k_state_bwd's signaller warp prepares dO (dout_prep_cols), and
+ * k_dout_prep does not run. */
+static bool state_preps_dout(int K) { return K <= 128; }
 
 /* What one block of `k` holds on an SM (registers in the per-warp allocation
  * unit of 256, shared memory with the per-block reservation).  The register
@@ -2909,7 +2985,7 @@ static int fit_beside(const Res &p, const Res &s, int extra, long regs, long sme
 #endif
 
 static int plan_overlap(const Ctx &c, bool bwd, Overlap *o) {
-    o->a = o->b = o->out = 0;
+    o->a = o->b = o->out = o->cb = 0;
     /* OH_GDN_OVERLAP: 0 none, 1 forward and backward, bwd the backward only,
      * out (default) the backward and k_out trailing a k_state_fwd that starts
      * after k_prep (measured 2026-12-06, H100, f+b: 1 x 8192 2.140 ms vs 2.281
@@ -2924,7 +3000,7 @@ static int plan_overlap(const Ctx &c, bool bwd, Overlap *o) {
 #ifdef OH_EMU
     /* the emulator runs kernels one after another: the first producer does
      * everything, the rest find no work left; small grids exercise the loops */
-    o->a = (int)(items < 7 ? items : 7);
+    o->a = bwd && state_preps_dout(c.K) ? 0 : (int)(items < 7 ? items : 7);
     o->b = bwd ? 0 : 3;
     return 0;
 #else
@@ -2939,7 +3015,17 @@ static int plan_overlap(const Ctx &c, bool bwd, Overlap *o) {
         attr_cache.major[dev] = major;
     }
     const long nstate = (long)c.nvb * c.Hv * c.ndocs;
-    if (major < 9 || nstate > sms) return 0;
+    if (major < 9) return 0;
+    if (bwd && state_preps_dout(c.K)) {
+        /* k_chunk_bwd waits only for the state blocks, which have all started
+         * before it does (programmatic launch): safe at any grid size */
+        int r;
+        if ((r = carveout_max(state_kernel(c.K, true).fn, dev)) || (r = carveout_max(chunk_bwd_kernel(c.K), dev)))
+            return r;
+        o->cb = 1;
+        return 0;
+    }
+    if (nstate > sms) return 0;
     if (!bwd && !(env & 1)) { /* env & 4: every state block is resident, so k_out may wait for their flags */
         o->out = 1;
         return 0;
@@ -3148,7 +3234,11 @@ extern "C" int gdn_bwd(uint16_t *dq, uint16_t *dk, uint16_t *dv, float *dg, floa
     }
     Overlap o;
     if ((r = plan_overlap(c, true, &o))) return r;
-    if (o.a > 0) { /* see "Overlap" */
+    if (state_preps_dout(c.K)) { /* no k_dout_prep: see dout_prep_cols */
+        if ((r = run_state(traced(c, TR_STATE_BWD), st, true, false)) ||
+            (r = chunk_bwd(traced(c, TR_CHUNK_BWD), st, o.cb != 0)))
+            return r;
+    } else if (o.a > 0) { /* see "Overlap" */
         if ((r = launch(k_dout_prep, dim3(o.a), dim3(128), 0, st, "k_dout_prep", traced(c, TR_DOUT_PREP))) ||
             (r = run_state(traced(c, TR_STATE_BWD), st, true, true)) ||
             (r = chunk_bwd(traced(c, TR_CHUNK_BWD), st, true)))
