@@ -1878,9 +1878,7 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
 
 /* ------------------------------------------------------------- k_chunk_bwd */
 
-/* KBT: 16-column tiles of the K block a block handles (K block = 16 KBT <= 128).
- * 12 warps in three roles of 4 (see step 2), 168 registers each at most. */
-enum { CB_THREADS = 384 };
+/* KBT: 16-column tiles of the K block a block handles (K block = 16 KBT <= 128). */
 template <int KBT> struct ChunkBwdCfg {
     static constexpr int KB = 16 * KBT, LDQ = KB + 8, NT = 2 * KBT;
     static constexpr int STG = 4 * 64 * LD64 + 2 * KB * LD64; /* stage: dO, U, dU, v [64][LD64]; S0, dH rows [KB][LD64] */
@@ -1890,11 +1888,11 @@ template <int KBT> struct ChunkBwdCfg {
 
 template <int KBT> static size_t chunk_bwd_smem() {
     typedef ChunkBwdCfg<KBT> C;
-    return carve16(64 * 4) * 10 + carve16(2 * 4 * 64 * 4) + carve16(20 * 4) + 2 * carve16((size_t)64 * C::LDQ * 2) +
+    return carve16(64 * 4) * 10 + carve16(2 * 4 * 64 * 4) + carve16(16 * 4) + 2 * carve16((size_t)64 * C::LDQ * 2) +
            2 * carve16(64 * LD64 * 2) + carve16(C::STAGE_BYTES);
 }
 
-template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chunk_bwd(Ctx c) {
+template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(Ctx c) {
     typedef ChunkBwdCfg<KBT> C;
     constexpr int KB = C::KB, LDQ = C::LDQ, NT = C::NT, STG = C::STG;
     /* last chunk first (it trails k_state_bwd); the K blocks of a (chunk, head) are adjacent */
@@ -1907,7 +1905,7 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
     const int K = c.K, V = c.V, Hv = c.Hv, Hk = c.Hk, hk = h / (Hv / Hk), kc0 = kb * KB, nvb = c.nvb;
     const int kcols = imin(KB, K - kc0);
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g4 = lane >> 2, t4 = lane & 3;
-    const int role = w >> 2, wr = w & 3; /* roles 0, 1, 2: warps 0-3, 4-7, 8-11; rows 16 wr.. */
+    const int role = w >> 2, wr = w & 3; /* role 0: warps 0-3, role 1: warps 4-7; rows 16 wr.. */
     const size_t chh = (size_t)ci * Hv + h;
     const bool fused = c.nkb == 1 && Hv == Hk;
 
@@ -1916,7 +1914,7 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
     float *rq = cv.take<float>(64), *rk = cv.take<float>(64);
     float *rowA = cv.take<float>(64), *rowB = cv.take<float>(64), *dBr = cv.take<float>(64), *k1r = cv.take<float>(64);
     float *colA = cv.take<float>(8 * 64), *colB = colA + 4 * 64; /* [wr][j], already negated */
-    float *red = cv.take<float>(20); /* [0..11] <dH,S0> per warp, [12..15] max |dPg|, [16..19] max |Z| per warp */
+    float *red = cv.take<float>(16);                             /* [0..7] <dH,S0> per warp, [8..15] max per warp */
     uint16_t *Qs = cv.take<uint16_t>(64 * LDQ), *Ks = cv.take<uint16_t>(64 * LDQ); /* Qn, Kn (this K block), fp16 */
     uint16_t *Ts = cv.take<uint16_t>(64 * LD64);                                  /* T, fp16 */
     uint16_t *Ps = cv.take<uint16_t>(64 * LD64);                                  /* P, fp16 (read in step 3) */
@@ -1934,7 +1932,7 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
     float *Xch = cp.take<float>(64 * (KB + 4));
 
     auto load_slice = [&](int s, int vs) {
-        for (int i = tid; i < 64 * 8; i += CB_THREADS) {
+        for (int i = tid; i < 64 * 8; i += 256) {
             const int r = i >> 3, c8 = i & 7, col = vs * 64 + c8 * 8;
             const bool okc = col < V, ok = okc && r < ch.len;
             const size_t wsr = (chh * 64 + r) * V + col;
@@ -1943,7 +1941,7 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
             cp_async16(dUs(s) + r * LD64 + c8 * 8, okc ? c.Uv + wsr : c.Uv, okc);
             cp_async16(Vs(s) + r * LD64 + c8 * 8, ok ? c.v + ((size_t)(ch.t0 + r) * Hv + h) * V + col : c.v, ok);
         }
-        for (int i = tid; i < KB * 8; i += CB_THREADS) {
+        for (int i = tid; i < KB * 8; i += 256) {
             const int r = i >> 3, c8 = i & 7, col = vs * 64 + c8 * 8;
             const bool ok = col < V && r < kcols;
             const size_t off = (chh * K + kc0 + r) * V + col;
@@ -1956,7 +1954,7 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
      * One K block (K <= 128): the norms come from the raw rows in shared memory
      * once they are in (below); otherwise from global memory here. */
     const bool whole_rows = c.nkb == 1;
-    if (!whole_rows && w < 8) {
+    if (!whole_rows) {
         for (int r = w * 8; r < w * 8 + 8; r++) {
             float sq = 0.f, sk = 0.f;
             if (r < ch.len) {
@@ -1982,12 +1980,12 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
         gam[tid] = __expf(gi);
         del[tid] = __expf(gl - gi);
     }
-    for (int i = tid; i < 64 * 8; i += CB_THREADS) {
+    for (int i = tid; i < 64 * 8; i += 256) {
         const int r = i >> 3, c8 = i & 7;
         cp_async16(Ts + r * LD64 + c8 * 8, c.Tm + (chh * 64 + r) * 64 + c8 * 8, true);
         cp_async16(Ps + r * LD64 + c8 * 8, c.P + (chh * 64 + r) * 64 + c8 * 8, true);
     }
-    for (int i = tid; i < 64 * (KB / 8); i += CB_THREADS) {
+    for (int i = tid; i < 64 * (KB / 8); i += 256) {
         const int r = i / (KB / 8), c8 = i % (KB / 8);
         const bool ok = r < ch.len && kc0 + c8 * 8 < K;
         const size_t off = ((size_t)(ch.t0 + r) * Hk + hk) * K + kc0 + c8 * 8;
@@ -1999,10 +1997,10 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
     cp_async_commit();
     cp_async_wait<1>();
     __syncthreads();
-    if (whole_rows) { /* 4 lanes a row (the first 256 threads): sums of squares of the raw bf16 q and k */
-        const int r = (tid >> 2) & 63, part = tid & 3;
+    if (whole_rows) { /* 4 lanes a row: sums of squares of the raw bf16 q and k */
+        const int r = tid >> 2, part = tid & 3;
         float sq = 0.f, sk = 0.f;
-        for (int d = 8 * part; d < K && tid < 256; d += 32) {
+        for (int d = 8 * part; d < K; d += 32) {
             const uint4 xq = *reinterpret_cast<const uint4 *>(Qs + r * LDQ + d);
             const uint4 xk = *reinterpret_cast<const uint4 *>(Ks + r * LDQ + d);
             const uint32_t wq[4] = {xq.x, xq.y, xq.z, xq.w}, wk[4] = {xk.x, xk.y, xk.z, xk.w};
@@ -2014,26 +2012,24 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
         }
         sq = quad_sum(sq);
         sk = quad_sum(sk);
-        if (part == 0 && tid < 256) {
+        if (part == 0) {
             rq[r] = r < ch.len ? rsqrtf(sq + 1e-6f) : 0.f;
             rk[r] = r < ch.len ? rsqrtf(sk + 1e-6f) : 0.f;
         }
         __syncthreads();
     }
-    for (int i = tid; i < 64 * KB; i += CB_THREADS) {
+    for (int i = tid; i < 64 * KB; i += 256) {
         const int r = i / KB, d = i % KB;
         Qs[r * LDQ + d] = to_f16(bf2f(Qs[r * LDQ + d]) * rq[r] * c.scale);
         Ks[r * LDQ + d] = to_f16(bf2f(Ks[r * LDQ + d]) * rk[r]);
     }
 
     /* ---- 2. over 64-column slices of V ----
-     * role 0: dP = dO U^T, Mq = dO S0^T                  (units 2^u, one per product)
-     * role 1: dR = T^T dU (-> dv, v.dR), dA+ = dR U^T, M2 = dR S0^T  (dR scaled per row: units per row)
-     * role 2: M1 = U dH^T
-     * The three share two accumulators (registers are allocated for the
-     * kernel, not per role): accA, accB. */
+     * role 0: dP = dO U^T, Mq = dO S0^T, M1 = U dH^T       (units 2^u, one per product)
+     * role 1: dR = T^T dU (-> dv, v.dR), dA+ = dR U^T, M2 = dR S0^T  (dR scaled per row: units per row) */
     float accA[8][4];  /* role 0: dP;  role 1: dR U^T */
-    float accB[NT][4]; /* role 0: Mq;  role 1: M2;  role 2: M1 */
+    float accB[NT][4]; /* role 0: Mq;  role 1: M2 */
+    float accC[NT][4]; /* role 0: M1 */
 #pragma unroll
     for (int n = 0; n < 8; n++)
 #pragma unroll
@@ -2041,8 +2037,8 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
 #pragma unroll
     for (int n = 0; n < NT; n++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) accB[n][e] = 0.f;
-    int uA[2] = {0, 0}, uB[2] = {0, 0}; /* current units (exponents) of accA, accB (per row) */
+        for (int e = 0; e < 4; e++) accB[n][e] = accC[n][e] = 0.f;
+    int uA[2] = {0, 0}, uB[2] = {0, 0}, uC = 0; /* current units (exponents) of accA, accB (per row), accC */
     float vdr[2] = {0.f, 0.f}, hds = 0.f;
 
     for (int vs = 0; vs < nvb; vs++) {
@@ -2057,9 +2053,10 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
         const int eO = ld_l2(c.edO + ei), eU = c.eU[ei], edU = ld_l2(c.eUv + ei), eH = c.eH[ei], edH = ld_l2(c.edH + ei);
         if (role == 0) {
             /* bring the accumulators to this slice's units */
-            const float rA = exp2i(eO + eU - uA[0]), rB = exp2i(eO + eH - uB[0]);
+            const float rA = exp2i(eO + eU - uA[0]), rB = exp2i(eO + eH - uB[0]), rC = exp2i(eU + edH - uC);
             uA[0] = eO + eU;
             uB[0] = eO + eH;
+            uC = eU + edH;
 #pragma unroll
             for (int n = 0; n < 8; n++)
 #pragma unroll
@@ -2067,11 +2064,15 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
 #pragma unroll
             for (int n = 0; n < NT; n++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) accB[n][e] *= rB;
+                for (int e = 0; e < 4; e++) {
+                    accB[n][e] *= rB;
+                    accC[n][e] *= rC;
+                }
 #pragma unroll
             for (int kt = 0; kt < 4; kt++) {
-                uint32_t ao[4];
+                uint32_t ao[4], au[4];
                 ldsm4(ao, a_mk(dOs(s), LD64, 16 * wr, 16 * kt, lane));
+                ldsm4(au, a_mk(Us(s), LD64, 16 * wr, 16 * kt, lane));
 #pragma unroll
                 for (int np = 0; np < 4; np++) {
                     if (np <= wr) {
@@ -2087,25 +2088,9 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
                     ldsm4(b, b_nk(Hs(s), LD64, 16 * np, 16 * kt, lane));
                     mma_f16(accB[2 * np], ao, b[0], b[1]);
                     mma_f16(accB[2 * np + 1], ao, b[2], b[3]);
-                }
-            }
-        } else if (role == 2) {
-            const float rB = exp2i(eU + edH - uB[0]);
-            uB[0] = eU + edH;
-#pragma unroll
-            for (int n = 0; n < NT; n++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) accB[n][e] *= rB;
-#pragma unroll
-            for (int kt = 0; kt < 4; kt++) {
-                uint32_t au[4];
-                ldsm4(au, a_mk(Us(s), LD64, 16 * wr, 16 * kt, lane));
-#pragma unroll
-                for (int np = 0; np < KBT; np++) {
-                    uint32_t b[4];
                     ldsm4(b, b_nk(dHs(s), LD64, 16 * np, 16 * kt, lane));
-                    mma_f16(accB[2 * np], au, b[0], b[1]);
-                    mma_f16(accB[2 * np + 1], au, b[2], b[3]);
+                    mma_f16(accC[2 * np], au, b[0], b[1]);
+                    mma_f16(accC[2 * np + 1], au, b[2], b[3]);
                 }
             }
         } else {
@@ -2189,7 +2174,7 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
         }
         /* <dH, S0> over this block's rows */
         float hp = 0.f;
-        for (int i = tid; i < KB * 32; i += CB_THREADS) {
+        for (int i = tid; i < KB * 32; i += 256) {
             const int r = i >> 5, lc = 2 * (i & 31);
             const uint32_t a = ld32(Hs(s) + r * LD64 + lc), b = ld32(dHs(s) + r * LD64 + lc);
             hp += h2f_lo(a) * h2f_lo(b) + h2f_hi(a) * h2f_hi(b);
@@ -2202,7 +2187,7 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
     hds = warp_sum(hds);
     if (lane == 0) red[w] = hds;
     if (role == 0) {
-        const float iA = exp2i(-uA[0]), iB = exp2i(-uB[0]);
+        const float iA = exp2i(-uA[0]), iB = exp2i(-uB[0]), iC = exp2i(-uC);
         /* dP: mask; D = dP o P (kb 0 only: P is the full product) -> row and column sums; dPg = dP o Gam */
         float rowD[2] = {0.f, 0.f}, mx = 0.f;
 #pragma unroll
@@ -2239,9 +2224,9 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
             }
         }
         mx = warp_max(mx);
-        if (lane == 0) red[12 + wr] = mx;
-        /* O term gam_i qn_i . Mq_i */
-        float oq[2] = {0.f, 0.f};
+        if (lane == 0) red[8 + w] = mx;
+        /* O term gam_i qn_i . Mq_i and the Kd term del_i kn_i . M1_i */
+        float oq[2] = {0.f, 0.f}, s1[2] = {0.f, 0.f};
 #pragma unroll
         for (int n = 0; n < NT; n++)
 #pragma unroll
@@ -2249,44 +2234,30 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
                 const int i = 16 * wr + g4 + 8 * hf, d = 8 * n + 2 * t4;
                 accB[n][2 * hf] *= iB;
                 accB[n][2 * hf + 1] *= iB;
-                const uint32_t qq = ld32(Qs + i * LDQ + d);
+                accC[n][2 * hf] *= iC;
+                accC[n][2 * hf + 1] *= iC;
+                const uint32_t qq = ld32(Qs + i * LDQ + d), kk = ld32(Ks + i * LDQ + d);
                 oq[hf] += accB[n][2 * hf] * h2f_lo(qq) + accB[n][2 * hf + 1] * h2f_hi(qq);
+                s1[hf] += accC[n][2 * hf] * h2f_lo(kk) + accC[n][2 * hf + 1] * h2f_hi(kk);
             }
 #pragma unroll
         for (int hf = 0; hf < 2; hf++) {
             const int i = 16 * wr + g4 + 8 * hf;
-            const float rd = quad_sum(rowD[hf]), o = quad_sum(oq[hf]);
-            if (t4 == 0) rowA[i] = (kb == 0 ? rd : 0.f) + gam[i] * o; /* the dG term of role 2 (-k1) is added at the end */
-        }
-        /* accB <- gam o Mq (dqn so far) */
-#pragma unroll
-        for (int n = 0; n < NT; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) accB[n][e] *= gam[16 * wr + g4 + 8 * (e >> 1)];
-    } else if (role == 2) {
-        /* the Kd term del_i kn_i . M1_i; accB <- del o M1 (dkn so far) */
-        const float iB = exp2i(-uB[0]);
-        float s1[2] = {0.f, 0.f};
-#pragma unroll
-        for (int n = 0; n < NT; n++)
-#pragma unroll
-            for (int hf = 0; hf < 2; hf++) {
-                const int i = 16 * wr + g4 + 8 * hf, d = 8 * n + 2 * t4;
-                accB[n][2 * hf] *= iB;
-                accB[n][2 * hf + 1] *= iB;
-                const uint32_t kk = ld32(Ks + i * LDQ + d);
-                s1[hf] += accB[n][2 * hf] * h2f_lo(kk) + accB[n][2 * hf + 1] * h2f_hi(kk);
+            const float rd = quad_sum(rowD[hf]), o = quad_sum(oq[hf]), k1 = quad_sum(s1[hf]) * del[i];
+            if (t4 == 0) {
+                rowA[i] = (kb == 0 ? rd : 0.f) + gam[i] * o - k1;
+                k1r[i] = k1;
             }
-#pragma unroll
-        for (int hf = 0; hf < 2; hf++) {
-            const int i = 16 * wr + g4 + 8 * hf;
-            const float k1 = quad_sum(s1[hf]) * del[i];
-            if (t4 == 0) k1r[i] = k1;
         }
+        /* accB <- gam o Mq (dqn so far), accC <- del o M1 (dkn so far) */
 #pragma unroll
         for (int n = 0; n < NT; n++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) accB[n][e] *= del[16 * wr + g4 + 8 * (e >> 1)];
+            for (int e = 0; e < 4; e++) {
+                const int i = 16 * wr + g4 + 8 * (e >> 1);
+                accB[n][e] *= gam[i];
+                accC[n][e] *= del[i];
+            }
     } else {
         const float iA0 = exp2i(-uA[0]), iA1 = exp2i(-uA[1]), iB0 = exp2i(-uB[0]), iB1 = exp2i(-uB[1]);
         /* KK (this K block); F = dA o Gam o KK, E = beta_i F, Z = beta_i dA o Gam, dA = -(dR U^T) */
@@ -2343,7 +2314,7 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
             }
         }
         mx = warp_max(mx);
-        if (lane == 0) red[16 + wr] = mx;
+        if (lane == 0) red[8 + w] = mx;
         /* M2 term: gam_i kn_i . M2_i */
         float s2[2] = {0.f, 0.f};
 #pragma unroll
@@ -2376,9 +2347,9 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
     }
     __syncthreads();
     /* dPg and Z to fp16 with one exponent each */
-    const int eP = scale_exp(fmaxf(fmaxf(red[12], red[13]), fmaxf(red[14], red[15])));
-    const int eZ = scale_exp(fmaxf(fmaxf(red[16], red[17]), fmaxf(red[18], red[19])));
-    if (role < 2) {
+    const int eP = scale_exp(fmaxf(fmaxf(red[8], red[9]), fmaxf(red[10], red[11])));
+    const int eZ = scale_exp(fmaxf(fmaxf(red[12], red[13]), fmaxf(red[14], red[15])));
+    {
         /* each warp its own 16 rows from its registers: role 0 dPg, role 1 Z */
         const float sc = exp2i(role == 0 ? eP : eZ);
         uint16_t *dst = role == 0 ? Ph : Zh;
@@ -2392,11 +2363,14 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
     __syncthreads();
     if (role == 0) {
         /* dqn += dPg Kn (contraction over j <= i) */
-        const float sP = exp2i(eP), iP = exp2i(-eP);
+        const float sP = exp2i(eP), iP = exp2i(-eP), rPZ = exp2i(eZ - eP), iZ = exp2i(-eZ);
 #pragma unroll
         for (int n = 0; n < NT; n++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) accB[n][e] *= sP;
+            for (int e = 0; e < 4; e++) {
+                accB[n][e] *= sP;
+                accC[n][e] *= sP;
+            }
 #pragma unroll
         for (int ks = 0; ks < 4; ks++) {
             if (ks <= wr) {
@@ -2411,17 +2385,7 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
                 }
             }
         }
-#pragma unroll
-        for (int n = 0; n < NT; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) accB[n][e] *= iP;
-    } else if (role == 2) {
         /* dkn += dPg^T Qn + Z^T Kn (contraction over i >= j) */
-        const float sP = exp2i(eP), rPZ = exp2i(eZ - eP), iZ = exp2i(-eZ);
-#pragma unroll
-        for (int n = 0; n < NT; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) accB[n][e] *= sP;
 #pragma unroll
         for (int ks = 0; ks < 4; ks++) {
             if (ks >= wr) {
@@ -2431,15 +2395,18 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
                 for (int np = 0; np < KBT; np++) {
                     uint32_t b[4];
                     ldsm4t(b, b_kn(Qs, LDQ, 16 * np, 16 * ks, lane));
-                    mma_f16(accB[2 * np], a, b[0], b[1]);
-                    mma_f16(accB[2 * np + 1], a, b[2], b[3]);
+                    mma_f16(accC[2 * np], a, b[0], b[1]);
+                    mma_f16(accC[2 * np + 1], a, b[2], b[3]);
                 }
             }
         }
 #pragma unroll
         for (int n = 0; n < NT; n++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) accB[n][e] *= rPZ;
+            for (int e = 0; e < 4; e++) {
+                accB[n][e] *= iP;
+                accC[n][e] *= rPZ;
+            }
 #pragma unroll
         for (int ks = 0; ks < 4; ks++) {
             if (ks >= wr) {
@@ -2449,8 +2416,8 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
                 for (int np = 0; np < KBT; np++) {
                     uint32_t b[4];
                     ldsm4t(b, b_kn(Ks, LDQ, 16 * np, 16 * ks, lane));
-                    mma_f16(accB[2 * np], a, b[0], b[1]);
-                    mma_f16(accB[2 * np + 1], a, b[2], b[3]);
+                    mma_f16(accC[2 * np], a, b[0], b[1]);
+                    mma_f16(accC[2 * np + 1], a, b[2], b[3]);
                 }
             }
         }
@@ -2459,8 +2426,8 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
 #pragma unroll
             for (int hf = 0; hf < 2; hf++) {
                 float *x = Xch + (16 * wr + g4 + 8 * hf) * (KB + 4) + 8 * n + 2 * t4;
-                x[0] = accB[n][2 * hf] * iZ;
-                x[1] = accB[n][2 * hf + 1] * iZ;
+                x[0] = accC[n][2 * hf] * iZ;
+                x[1] = accC[n][2 * hf + 1] * iZ;
             }
     } else {
         /* dkn += Z Kn (contraction over j < i) */
@@ -2502,13 +2469,13 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
     /* dG (fixed summation order), dg = reverse cumsum, dbeta: warp 0 */
     if (w == 0) {
         float hs = 0.f;
-        for (int i = 0; i < 12; i++) hs += red[i];
+        for (int i = 0; i < 8; i++) hs += red[i];
         const float k1sum = warp_sum(k1r[2 * lane] + k1r[2 * lane + 1]);
         float dGv[2];
 #pragma unroll
         for (int e = 0; e < 2; e++) {
             const int i = 2 * lane + e;
-            float x = rowA[i] + rowB[i] - k1r[i];
+            float x = rowA[i] + rowB[i];
             for (int q = 0; q < 4; q++) x += colA[q * 64 + i];
             for (int q = 0; q < 4; q++) x += colB[q * 64 + i];
             if (i == 63) x += k1sum + __expf(Gs[63]) * hs;
@@ -2537,7 +2504,7 @@ template <int KBT> static __global__ void __launch_bounds__(CB_THREADS, 1) k_chu
         }
     }
     /* dqn (role 0, accB) and dkn (role 1, accB) */
-    if (role < 2) {
+    {
         const uint16_t *x = role == 0 ? c.q : c.k;
         const float *rr = role == 0 ? rq : rk;
         const float sc = role == 0 ? c.scale : 1.f;
@@ -3107,7 +3074,7 @@ static int plan_overlap(const Ctx &c, bool bwd, Overlap *o) {
 #endif
 }
 template <int KBT> static int run_chunk_bwd(const Ctx &c, cudaStream_t st, bool early) {
-    return launch(k_chunk_bwd<KBT>, dim3(c.ncmax * c.Hv * c.nkb), dim3(CB_THREADS), chunk_bwd_smem<KBT>(), st,
+    return launch(k_chunk_bwd<KBT>, dim3(c.ncmax * c.Hv * c.nkb), dim3(256), chunk_bwd_smem<KBT>(), st,
                   "k_chunk_bwd", c, early);
 }
 /* K split in nkb = ceil(K / 128) blocks of <= 128 columns. */
