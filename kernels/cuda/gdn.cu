@@ -1014,28 +1014,33 @@ template <int NB> DEV void state_signaller(const StateSig &g) {
 }
 
 /* dO of chunk ci, head h, columns [64 vb, 64 vb + 64) as fp16 x 2^edO (what
- * k_dout_prep does for a whole row of column blocks), by one warp: the
- * backward state kernel's signaller warp prepares its own block's columns two
- * chunks ahead, so that no separate kernel runs in front of the state kernel
- * and k_chunk_bwd can take the SMs it leaves at once.  Ends with a fence: the
- * block's other warps (cp.async through L2) and k_chunk_bwd (after the chunk's
- * flag) see the stores. */
-DEV void dout_prep_cols(const Ctx &c, int ci, int h, int vb) {
+ * k_dout_prep does for a whole row of column blocks), by one warp in two
+ * parts: dprep_load copies the 64 x 64 bf16 values into buf (shared memory,
+ * cp.async: no registers held), dprep_store (later, when they have landed)
+ * finds the exponent and stores dOh and edO.  The backward state kernel's
+ * signaller warp prepares its own block's columns this way, so that no
+ * separate kernel runs in front of the state kernel and k_chunk_bwd can take
+ * the SMs it leaves at once.  Each lane reads back only the pieces it copied. */
+DEV void dprep_load(const Ctx &c, uint16_t *buf, int ci, int h, int vb) {
     const int lane = threadIdx.x & 31, V = c.V, Hv = c.Hv;
     const Chunk ch = chunk_at(c, ci);
-    const size_t chh = (size_t)ci * Hv + h;
-    uint4 x[16]; /* 64 rows x 8 pieces of 8 columns: piece i = lane + 32 k, row i / 8 */
+#pragma unroll
+    for (int k = 0; k < 16; k++) { /* piece i = lane + 32 k: row i / 8, columns 64 vb + 8 (i % 8) */
+        const int i = lane + 32 * k, r = i >> 3, col = vb * 64 + 8 * (i & 7);
+        const bool ok = r < ch.len && col < V;
+        cp_async16(buf + 8 * i, ok ? c.dout + ((size_t)(ch.t0 + r) * Hv + h) * V + col : c.dout, ok);
+    }
+    cp_async_commit();
+}
+DEV void dprep_store(const Ctx &c, const uint16_t *buf, int ci, int h, int vb) {
+    const int lane = threadIdx.x & 31, V = c.V;
+    const size_t chh = (size_t)ci * c.Hv + h;
+    cp_async_wait<0>();
     float m = 0.f;
 #pragma unroll
     for (int k = 0; k < 16; k++) {
-        const int i = lane + 32 * k, r = i >> 3, col = vb * 64 + 8 * (i & 7);
-        x[k] = uint4{0u, 0u, 0u, 0u};
-        if (r < ch.len && col < V)
-            x[k] = ld_l2(reinterpret_cast<const uint4 *>(c.dout + ((size_t)(ch.t0 + r) * Hv + h) * V + col));
-    }
-#pragma unroll
-    for (int k = 0; k < 16; k++) {
-        const uint32_t u[4] = {x[k].x, x[k].y, x[k].z, x[k].w};
+        const uint4 x = *reinterpret_cast<const uint4 *>(buf + 8 * (lane + 32 * k));
+        const uint32_t u[4] = {x.x, x.y, x.z, x.w};
 #pragma unroll
         for (int j = 0; j < 4; j++) m = fmaxf(m, fmaxf(fabsf(bf2f_lo(u[j])), fabsf(bf2f_hi(u[j]))));
     }
@@ -1045,37 +1050,56 @@ DEV void dout_prep_cols(const Ctx &c, int ci, int h, int vb) {
     for (int k = 0; k < 16; k++) {
         const int i = lane + 32 * k, r = i >> 3, col = vb * 64 + 8 * (i & 7);
         if (col < V) {
+            const uint4 x = *reinterpret_cast<const uint4 *>(buf + 8 * i);
             uint4 y;
-            y.x = pack_f16(bf2f_lo(x[k].x) * sc, bf2f_hi(x[k].x) * sc);
-            y.y = pack_f16(bf2f_lo(x[k].y) * sc, bf2f_hi(x[k].y) * sc);
-            y.z = pack_f16(bf2f_lo(x[k].z) * sc, bf2f_hi(x[k].z) * sc);
-            y.w = pack_f16(bf2f_lo(x[k].w) * sc, bf2f_hi(x[k].w) * sc);
+            y.x = pack_f16(bf2f_lo(x.x) * sc, bf2f_hi(x.x) * sc);
+            y.y = pack_f16(bf2f_lo(x.y) * sc, bf2f_hi(x.y) * sc);
+            y.z = pack_f16(bf2f_lo(x.z) * sc, bf2f_hi(x.z) * sc);
+            y.w = pack_f16(bf2f_lo(x.w) * sc, bf2f_hi(x.w) * sc);
             *reinterpret_cast<uint4 *>(c.dOh + (chh * 64 + r) * V + col) = y;
         }
     }
     if (lane == 0) c.edO[chh * c.nvb + vb] = e;
+    __syncwarp();
+}
+DEV void gpu_fence() {
 #ifndef OH_EMU
     __threadfence();
 #endif
-    __syncwarp();
 }
 
-/* The backward state kernel's signaller warp (K <= 128) with the dO of its
- * columns prepared in place of k_dout_prep's flags: chunk 0 before a first
- * barrier (the others load it after), chunk 1 before the first step, chunk
- * it + 2 inside step it (the others load it after step it + 1's first barrier). */
-template <int NB> DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, int vb) {
+/* The backward state kernel's signaller warp (K <= 128), preparing dO in
+ * place of k_dout_prep's flags.  Chunk j (the j-th of the reverse walk) is
+ * loaded by the other warps after step j - 1's first barrier, so it must be
+ * stored and fenced before that.  Chunks 0 to 2 are prepared before the
+ * first step (0 before a barrier of its own); chunk it + 3 is copied into
+ * buf at the start of step it (the window before its last barrier, where
+ * the fence and flag of chunk it - 1 also go), converted and stored in the
+ * window after that barrier (when the copies have landed), and fenced by
+ * step it + 1's flag fence: the preparation stays off the step's critical
+ * path, its load latency inside the step's long window. */
+template <int NB> DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, int vb, uint16_t *buf) {
     const int lane = threadIdx.x & 31;
-    if (g.cnt > 0) dout_prep_cols(c, g.ci0, g.h, vb);
-    BAR_ANY();
-    if (g.cnt > 1) dout_prep_cols(c, g.ci0 + g.dir, g.h, vb);
+    auto chunk = [&](int j) { return g.ci0 + g.dir * j; };
+    for (int j = 0; j < 3 && j < g.cnt; j++) {
+        dprep_load(c, buf, chunk(j), g.h, vb);
+        dprep_store(c, buf, chunk(j), g.h, vb);
+        if (j == 0) {
+            gpu_fence();
+            BAR_ANY();
+        }
+    }
+    if (g.cnt == 0) BAR_ANY();
+    gpu_fence();
     for (int it = 0; it < g.cnt; it++) {
 #pragma unroll
         for (int b = 0; b < NB - 1; b++) BAR_ANY();
-        if (lane == 0 && it > 0) flag_signal(g.done + (size_t)(g.ci0 + g.dir * (it - 1)) * g.Hv + g.h);
-        if (it + 2 < g.cnt) dout_prep_cols(c, g.ci0 + g.dir * (it + 2), g.h, vb);
+        const bool more = it + 3 < g.cnt;
+        if (more) dprep_load(c, buf, chunk(it + 3), g.h, vb);
+        if (lane == 0 && it > 0) flag_signal(g.done + (size_t)chunk(it - 1) * g.Hv + g.h); /* its fence: chunk it + 2 */
         __syncwarp();
         BAR_ANY();
+        if (more) dprep_store(c, buf, chunk(it + 3), g.h, vb);
     }
     BAR_ANY();
     if (lane == 0) sig_post(g);
@@ -1595,7 +1619,7 @@ template <int KT> static size_t state_bwd_smem() {
     typedef StateCfg<KT> C;
     return carve16((size_t)C::STAGES * (3 * 64 * C::LDK + 2 * 64 * LD64 + 128) * 2) +
            carve16((size_t)C::NC * C::KP * C::LDS * 2) + 2 * carve16((size_t)C::NC * 64 * C::LDS * 2) +
-           carve16(5 * C::NW * 4);
+           carve16(5 * C::NW * 4) + (C::XW ? carve16(64 * 64 * 2) : 0); /* the signaller's dO buffer */
 }
 
 template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_state_bwd(Ctx c) {
@@ -1625,7 +1649,7 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
     trace_mark(c, false);
     const StateSig sg{c.flD, c.flB, first + cnt - 1, -1, cnt, Hv, h};
     if (C::XW && w == NW) { /* with the signaller warp it prepares dO itself (no k_dout_prep) */
-        state_signaller_bwd<NST == 1 ? 3 : 2>(c, sg, vb);
+        state_signaller_bwd<NST == 1 ? 3 : 2>(c, sg, vb, cv.take<uint16_t>(64 * 64));
         return;
     }
 #define Kns(s) (stg + (s) * STG)
@@ -2947,7 +2971,7 @@ struct Overlap {
     int cb;   /* backward, state kernel preparing dO itself: k_chunk_bwd starts early */
 };
 
-/* K <= 128: k_state_bwd's signaller warp prepares dO (dout_prep_cols), and
+/* K <= 128: k_state_bwd's signaller warp prepares dO (dprep_load), and
  * k_dout_prep does not run. */
 static bool state_preps_dout(int K) { return K <= 128; }
 
@@ -3234,7 +3258,7 @@ extern "C" int gdn_bwd(uint16_t *dq, uint16_t *dk, uint16_t *dv, float *dg, floa
     }
     Overlap o;
     if ((r = plan_overlap(c, true, &o))) return r;
-    if (state_preps_dout(c.K)) { /* no k_dout_prep: see dout_prep_cols */
+    if (state_preps_dout(c.K)) { /* no k_dout_prep: see dprep_load */
         if ((r = run_state(traced(c, TR_STATE_BWD), st, true, false)) ||
             (r = chunk_bwd(traced(c, TR_CHUNK_BWD), st, o.cb != 0)))
             return r;
