@@ -431,6 +431,7 @@ struct Ctx {
     int *ctr;  /* k_prep's claim counter (zeroed with flP, flS) */
     int kid;   /* the launch's slot in the OH_GDN_TRACE timeline, -1 off */
     int prep_fma; /* k_prep's off-diagonal solve on the CUDA cores (OH_GDN_PREP_SOLVE=fma, sandbox) */
+    int self_prep; /* k_state_bwd's signaller warp prepares dO (K <= 128; OH_GDN_DPREP, see state_preps_dout) */
     int T, Hk, Hv, K, V, ndocs, ncmax, nkb, nvb;
     float scale;
 };
@@ -1071,35 +1072,36 @@ DEV void gpu_fence() {
 /* The backward state kernel's signaller warp (K <= 128), preparing dO in
  * place of k_dout_prep's flags.  Chunk j (the j-th of the reverse walk) is
  * loaded by the other warps after step j - 1's first barrier, so it must be
- * stored and fenced before that.  Chunks 0 to 2 are prepared before the
- * first step (0 before a barrier of its own); chunk it + 3 is copied into
- * buf at the start of step it (the window before its last barrier, where
- * the fence and flag of chunk it - 1 also go), converted and stored in the
- * window after that barrier (when the copies have landed), and fenced by
- * step it + 1's flag fence: the preparation stays off the step's critical
- * path, its load latency inside the step's long window. */
+ * stored and fenced before that.  Chunks 0 and 1 are prepared before the
+ * first step (0 before a barrier of its own) and chunk 2 copied in; in step
+ * it's long window (before its last barrier) the warp converts and stores
+ * chunk it + 2 (copied in a step earlier), copies chunk it + 3 in, and fences
+ * (with the flag of chunk it - 1): all of it off the step's critical path,
+ * which the same work after the last barrier (a short window) was not
+ * (measured: k_state_bwd +0.16 ms at 1 x 8192). */
 template <int NB> DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, int vb, uint16_t *buf) {
     const int lane = threadIdx.x & 31;
     auto chunk = [&](int j) { return g.ci0 + g.dir * j; };
-    for (int j = 0; j < 3 && j < g.cnt; j++) {
+    for (int j = 0; j < 2 && j < g.cnt; j++) {
         dprep_load(c, buf, chunk(j), g.h, vb);
         dprep_store(c, buf, chunk(j), g.h, vb);
-        if (j == 0) {
-            gpu_fence();
-            BAR_ANY();
-        }
+        gpu_fence();
+        if (j == 0) BAR_ANY();
     }
     if (g.cnt == 0) BAR_ANY();
-    gpu_fence();
+    if (g.cnt > 2) dprep_load(c, buf, chunk(2), g.h, vb);
     for (int it = 0; it < g.cnt; it++) {
 #pragma unroll
         for (int b = 0; b < NB - 1; b++) BAR_ANY();
-        const bool more = it + 3 < g.cnt;
-        if (more) dprep_load(c, buf, chunk(it + 3), g.h, vb);
-        if (lane == 0 && it > 0) flag_signal(g.done + (size_t)chunk(it - 1) * g.Hv + g.h); /* its fence: chunk it + 2 */
+        if (it + 2 < g.cnt) dprep_store(c, buf, chunk(it + 2), g.h, vb);
+        if (it + 3 < g.cnt) dprep_load(c, buf, chunk(it + 3), g.h, vb);
+        __syncwarp(); /* every lane's stores before lane 0's fence */
+        if (it == 0)
+            gpu_fence();
+        else if (lane == 0)
+            flag_signal(g.done + (size_t)chunk(it - 1) * g.Hv + g.h); /* its fence: chunk it + 2 */
         __syncwarp();
         BAR_ANY();
-        if (more) dprep_store(c, buf, chunk(it + 3), g.h, vb);
     }
     BAR_ANY();
     if (lane == 0) sig_post(g);
@@ -1649,7 +1651,10 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
     trace_mark(c, false);
     const StateSig sg{c.flD, c.flB, first + cnt - 1, -1, cnt, Hv, h};
     if (C::XW && w == NW) { /* with the signaller warp it prepares dO itself (no k_dout_prep) */
-        state_signaller_bwd<NST == 1 ? 3 : 2>(c, sg, vb, cv.take<uint16_t>(64 * 64));
+        if (c.self_prep)
+            state_signaller_bwd<NST == 1 ? 3 : 2>(c, sg, vb, cv.take<uint16_t>(64 * 64));
+        else
+            state_signaller<NST == 1 ? 3 : 2>(sg);
         return;
     }
 #define Kns(s) (stg + (s) * STG)
@@ -1691,7 +1696,7 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
     m = warp_max(m);
     if (lane == 0) redS[NW + w] = m;
 
-    if (C::XW)
+    if (C::XW && c.self_prep)
         BAR_STEP(); /* the signaller has prepared the first chunk's dO */
     else if (cnt > 0)
         flag_wait(c.flD + (size_t)(first + cnt - 1) * Hv + h, 1);
@@ -2972,8 +2977,17 @@ struct Overlap {
 };
 
 /* K <= 128: k_state_bwd's signaller warp prepares dO (dprep_load), and
- * k_dout_prep does not run. */
-static bool state_preps_dout(int K) { return K <= 128; }
+ * k_dout_prep does not run; OH_GDN_DPREP=kernel (sandbox) runs k_dout_prep
+ * alone first instead, the state kernel then taking the flags path, and
+ * k_chunk_bwd starts early the same way. */
+static bool state_preps_dout(int K) {
+    static int env = -1;
+    if (env < 0) {
+        const char *e = getenv("OH_GDN_DPREP");
+        env = !(e && !strcmp(e, "kernel"));
+    }
+    return K <= 128 && env;
+}
 
 /* What one block of `k` holds on an SM (registers in the per-warp allocation
  * unit of 256, shared memory with the per-block reservation).  The register
@@ -3024,7 +3038,7 @@ static int plan_overlap(const Ctx &c, bool bwd, Overlap *o) {
 #ifdef OH_EMU
     /* the emulator runs kernels one after another: the first producer does
      * everything, the rest find no work left; small grids exercise the loops */
-    o->a = bwd && state_preps_dout(c.K) ? 0 : (int)(items < 7 ? items : 7);
+    o->a = bwd && c.K <= 128 ? 0 : (int)(items < 7 ? items : 7);
     o->b = bwd ? 0 : 3;
     return 0;
 #else
@@ -3040,7 +3054,7 @@ static int plan_overlap(const Ctx &c, bool bwd, Overlap *o) {
     }
     const long nstate = (long)c.nvb * c.Hv * c.ndocs;
     if (major < 9) return 0;
-    if (bwd && state_preps_dout(c.K)) {
+    if (bwd && c.K <= 128) {
         /* k_chunk_bwd waits only for the state blocks, which have all started
          * before it does (programmatic launch): safe at any grid size */
         int r;
@@ -3164,6 +3178,7 @@ static int make_ctx(Ctx *c, int T, int ndocs, int Hk, int Hv, int K, int V, void
         fma = e && !strcmp(e, "fma");
     }
     c->prep_fma = fma;
+    c->self_prep = state_preps_dout(K);
     return 0;
 }
 
@@ -3258,8 +3273,10 @@ extern "C" int gdn_bwd(uint16_t *dq, uint16_t *dk, uint16_t *dv, float *dg, floa
     }
     Overlap o;
     if ((r = plan_overlap(c, true, &o))) return r;
-    if (state_preps_dout(c.K)) { /* no k_dout_prep: see dprep_load */
-        if ((r = run_state(traced(c, TR_STATE_BWD), st, true, false)) ||
+    if (c.K <= 128) { /* see dprep_load */
+        if ((!c.self_prep && (r = launch(k_dout_prep, dim3(c.ncmax * c.Hv), dim3(128), 0, st, "k_dout_prep",
+                                         traced(c, TR_DOUT_PREP)))) ||
+            (r = run_state(traced(c, TR_STATE_BWD), st, true, false)) ||
             (r = chunk_bwd(traced(c, TR_CHUNK_BWD), st, o.cb != 0)))
             return r;
     } else if (o.a > 0) { /* see "Overlap" */
