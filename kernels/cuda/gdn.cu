@@ -51,7 +51,9 @@
  *                  recurrence over the document's chunks; stores H and U per
  *                  chunk; s_final.
  *   k_out          per (chunk, value head, 64 columns of V): O = gam o (Qn S0) + P U.
- *   k_dout_prep    per (chunk, value head): dO as scaled fp16 tiles.
+ *   k_dout_prep    per (chunk, value head): dO as scaled fp16 tiles; only
+ *                  when K > 128 (or OH_GDN_DPREP=kernel): otherwise the
+ *                  state kernel's signaller warp does it (dprep_load).
  *   k_state_bwd    per (document, value head, 64 columns of V): the reverse
  *                  recurrence; stores dH (gradient of the state leaving each
  *                  chunk) and dU; ds0.
@@ -2822,7 +2824,10 @@ static int launch(void (*kern)(Ctx), dim3 grid, dim3 block, size_t smem, cudaStr
  *   forward:  k_prep (persistent, a few blocks per SM, claiming items in
  *             chunk order), k_state_fwd, k_prep again (the SMs' remaining
  *             room, same counter), k_out;
- *   backward: k_dout_prep (persistent, grid stride), k_state_bwd, k_chunk_bwd;
+ *   backward: k_dout_prep (persistent, grid stride), k_state_bwd, k_chunk_bwd
+ *             (K > 128 only; with K <= 128 the state kernel prepares dO
+ *             itself and k_chunk_bwd, launched early at any grid size, takes
+ *             the SMs the state blocks leave);
  * each after the first launched with programmatic stream serialization, every
  * kernel calling allow_dependents() first, so that the next may start once
  * all the blocks of the one before it are running.  Deadlock freedom: a block
