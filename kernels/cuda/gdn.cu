@@ -1077,8 +1077,8 @@ DEV void gpu_fence() {
  * stored and fenced before that.  Chunks 0 and 1 are prepared before the
  * first step (0 before a barrier of its own) and chunk 2 copied in; in step
  * it's long window (before its last barrier) the warp converts and stores
- * chunk it + 2 (copied in a step earlier), fences (with the flag of chunk
- * it - 1) and copies chunk it + 3 in: all of it off the step's critical path,
+ * chunk it + 2 (copied in a step earlier), copies chunk it + 3 in, and fences
+ * (with the flag of chunk it - 1): all of it off the step's critical path,
  * which the same work after the last barrier (a short window) was not
  * (measured: k_state_bwd +0.16 ms at 1 x 8192). */
 template <int NB> DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, int vb, uint16_t *buf) {
@@ -1096,13 +1096,12 @@ template <int NB> DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, 
 #pragma unroll
         for (int b = 0; b < NB - 1; b++) BAR_ANY();
         if (it + 2 < g.cnt) dprep_store(c, buf, chunk(it + 2), g.h, vb);
+        if (it + 3 < g.cnt) dprep_load(c, buf, chunk(it + 3), g.h, vb);
         __syncwarp(); /* every lane's stores before lane 0's fence */
         if (it == 0)
             gpu_fence();
         else if (lane == 0)
             flag_signal(g.done + (size_t)chunk(it - 1) * g.Hv + g.h); /* its fence: chunk it + 2 */
-        /* after the fence, which would otherwise wait for these copies too */
-        if (it + 3 < g.cnt) dprep_load(c, buf, chunk(it + 3), g.h, vb);
         __syncwarp();
         BAR_ANY();
     }
