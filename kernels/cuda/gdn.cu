@@ -1081,6 +1081,9 @@ DEV void gpu_fence() {
  * (with the flag of chunk it - 1): all of it off the step's critical path,
  * which the same work after the last barrier (a short window) was not
  * (measured: k_state_bwd +0.16 ms at 1 x 8192). */
+#ifndef OH_GDN_SIGCOPY_AFTER
+#define OH_GDN_SIGCOPY_AFTER 0
+#endif
 template <int NB> DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, int vb, uint16_t *buf) {
     const int lane = threadIdx.x & 31;
     auto chunk = [&](int j) { return g.ci0 + g.dir * j; };
@@ -1095,13 +1098,16 @@ template <int NB> DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, 
     for (int it = 0; it < g.cnt; it++) {
 #pragma unroll
         for (int b = 0; b < NB - 1; b++) BAR_ANY();
+        const bool more = it + 3 < g.cnt;
         if (it + 2 < g.cnt) dprep_store(c, buf, chunk(it + 2), g.h, vb);
-        if (it + 3 < g.cnt) dprep_load(c, buf, chunk(it + 3), g.h, vb);
+        if (more && !OH_GDN_SIGCOPY_AFTER) dprep_load(c, buf, chunk(it + 3), g.h, vb);
         __syncwarp(); /* every lane's stores before lane 0's fence */
         if (it == 0)
             gpu_fence();
         else if (lane == 0)
             flag_signal(g.done + (size_t)chunk(it - 1) * g.Hv + g.h); /* its fence: chunk it + 2 */
+        /* -DOH_GDN_SIGCOPY_AFTER=1 (sandbox, not measured): the copies after the fence, which may wait for them */
+        if (more && OH_GDN_SIGCOPY_AFTER) dprep_load(c, buf, chunk(it + 3), g.h, vb);
         __syncwarp();
         BAR_ANY();
     }
@@ -3208,8 +3214,16 @@ static int forward_pass(const Ctx &c, const int32_t *cu, cudaStream_t st, bool o
             return r;
         return out ? launch(k_out, go, dim3(128), so, st, "k_out", traced(c, TR_OUT), true) : 0;
     }
+    /* OH_GDN_FWD_EARLY=1 (sandbox, not measured): the state kernel starts once
+     * every k_prep block has (k_prep waits for nothing), taking the SMs of
+     * k_prep's last wave as they empty */
+    static int early = -1;
+    if (early < 0) {
+        const char *e = getenv("OH_GDN_FWD_EARLY");
+        early = e && e[0] == '1';
+    }
     if ((r = launch(k_prep<false>, dim3(c.ncmax * c.Hv), dim3(128), sp, st, "k_prep", traced(c, TR_PREP))) ||
-        (r = run_state(traced(c, TR_STATE_FWD), st, false, false)))
+        (r = run_state(traced(c, TR_STATE_FWD), st, false, o.out != 0 && early)))
         return r;
     return out ? launch(k_out, go, dim3(128), so, st, "k_out", traced(c, TR_OUT), o.out != 0) : 0;
 }
