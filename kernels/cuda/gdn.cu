@@ -1170,8 +1170,10 @@ template <int KT> struct StateCfg {
      * (16384 each) and with 9 warps one of them holds 3: 288 threads get at
      * most 168 (at 224 the launch failed: "too many resources", H100,
      * 2026-12-06).  160 leaves each quarter room for one warp of 32 registers
-     * (k_dout_prep beside the backward state kernel, see "Overlap"); 8 warps
-     * (K > 128) put 2 on each and may use 255. */
+     * (once k_dout_prep beside the backward state kernel; since the state
+     * kernel prepares dO itself that happens no more with K <= 128, so 168
+     * may now pay: not measured); 8 warps (K > 128) put 2 on each and may use
+     * 255. */
     static constexpr int QW = (THREADS / 32 + 3) / 4; /* warps on the busiest scheduler */
     static constexpr int MAXREG = THREADS > 256 ? (16384 - 1024) / (32 * QW) / 8 * 8 : 255;
     static_assert(MAXREG * 32 * QW <= 16384 || MAXREG == 255, "a block's registers on one scheduler");
