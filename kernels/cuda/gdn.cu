@@ -1175,7 +1175,10 @@ template <int KT> struct StateCfg {
      * may now pay: not measured); 8 warps (K > 128) put 2 on each and may use
      * 255. */
     static constexpr int QW = (THREADS / 32 + 3) / 4; /* warps on the busiest scheduler */
-    static constexpr int MAXREG = THREADS > 256 ? (16384 - 1024) / (32 * QW) / 8 * 8 : 255;
+#ifndef OH_GDN_STATE_RESERVE /* registers a scheduler keeps free beside a state block (sandbox: 0 gives 168) */
+#define OH_GDN_STATE_RESERVE 1024
+#endif
+    static constexpr int MAXREG = THREADS > 256 ? (16384 - OH_GDN_STATE_RESERVE) / (32 * QW) / 8 * 8 : 255;
     static_assert(MAXREG * 32 * QW <= 16384 || MAXREG == 255, "a block's registers on one scheduler");
 };
 
