@@ -114,6 +114,10 @@ rc_over=$?
 OH_GDN_OVERLAP=bwd "$BIN/oh_gpu_test_gdn" >"$OUT/test_gdn_overlap_bwd.txt" 2>&1
 rc_out=$?
 [ $rc_out = 0 ] || status=1
+# and with k_dout_prep preparing dO instead of the backward state kernel (K <= 128)
+OH_GDN_DPREP=kernel "$BIN/oh_gpu_test_gdn" >"$OUT/test_gdn_dprep_kernel.txt" 2>&1
+rc_dp=$?
+[ $rc_dp = 0 ] || status=1
 if [ $bench = 1 ]; then
   rm -f "$OUT/bench_gdn.tsv"
   "$BIN/oh_bench_gdn" $quick --tsv "$OUT/bench_gdn.tsv" >"$OUT/bench_gdn.txt" 2>&1 || status=1
@@ -152,6 +156,7 @@ echo "==== test_gdn (default): $(verdict "$OUT/test_gdn.txt" $rc_all)"
 echo "==== test_gdn with OH_GDN_OVERLAP=0 (kernels one after another): $(verdict "$OUT/test_gdn_serial.txt" $rc_serial)"
 echo "==== test_gdn with OH_GDN_OVERLAP=1 (forward overlapped too): $(verdict "$OUT/test_gdn_overlap_all.txt" $rc_over)"
 echo "==== test_gdn with OH_GDN_OVERLAP=bwd (backward overlapped only): $(verdict "$OUT/test_gdn_overlap_bwd.txt" $rc_out)"
+echo "==== test_gdn with OH_GDN_DPREP=kernel (k_dout_prep, not the state kernel, prepares dO): $(verdict "$OUT/test_gdn_dprep_kernel.txt" $rc_dp)"
 if [ $bench = 1 ]; then
   echo "==== bench_gdn ===="
   cat "$OUT/bench_gdn.txt"
