@@ -3079,8 +3079,22 @@ static int plan_overlap(const Ctx &c, bool bwd, Overlap *o) {
         o->cb = 1;
         return 0;
     }
+    /* env & 4: k_out launched early.  It starts only once every state block has
+     * (programmatic launch), so the blocks it waits for are running at any grid
+     * size; OH_GDN_OUT_ANY=1 (sandbox, not measured) uses that when the state
+     * grid exceeds the SMs (several documents), where k_out's blocks would take
+     * the SMs the state kernel's last wave leaves */
+    static int any = -1;
+    if (any < 0) {
+        const char *e = getenv("OH_GDN_OUT_ANY");
+        any = e && e[0] == '1';
+    }
+    if (!bwd && !(env & 1) && any) {
+        o->out = 1;
+        return 0;
+    }
     if (nstate > sms) return 0;
-    if (!bwd && !(env & 1)) { /* env & 4: every state block is resident, so k_out may wait for their flags */
+    if (!bwd && !(env & 1)) {
         o->out = 1;
         return 0;
     }
