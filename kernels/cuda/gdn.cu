@@ -2993,17 +2993,26 @@ struct Overlap {
     int cb;   /* backward, state kernel preparing dO itself: k_chunk_bwd starts early */
 };
 
-/* K <= 128: k_state_bwd's signaller warp prepares dO (dprep_load), and
- * k_dout_prep does not run; OH_GDN_DPREP=kernel (sandbox) runs k_dout_prep
- * alone first instead, the state kernel then taking the flags path, and
- * k_chunk_bwd starts early the same way. */
+/* Sandbox switches, read once at their call sites (function-local statics):
+ * the variable equals val; the variable starts with '1'. */
+static bool env_eq(const char *name, const char *val) {
+    const char *e = getenv(name);
+    return e && !strcmp(e, val);
+}
+static bool env_on(const char *name) {
+    const char *e = getenv(name);
+    return e && e[0] == '1';
+}
+
+/* K <= 128: the state kernels have a signaller warp (StateCfg::XW). */
+static bool state_has_signaller(int K) { return K <= 128; }
+/* With one, k_state_bwd's signaller prepares dO (dprep_load), and k_dout_prep
+ * does not run; OH_GDN_DPREP=kernel (sandbox) runs k_dout_prep alone first
+ * instead, the state kernel then taking the flags path, and k_chunk_bwd
+ * starts early the same way. */
 static bool state_preps_dout(int K) {
-    static int env = -1;
-    if (env < 0) {
-        const char *e = getenv("OH_GDN_DPREP");
-        env = !(e && !strcmp(e, "kernel"));
-    }
-    return K <= 128 && env;
+    static const bool kernel = env_eq("OH_GDN_DPREP", "kernel");
+    return state_has_signaller(K) && !kernel;
 }
 
 /* What one block of `k` holds on an SM (registers in the per-warp allocation
@@ -3055,7 +3064,7 @@ static int plan_overlap(const Ctx &c, bool bwd, Overlap *o) {
 #ifdef OH_EMU
     /* the emulator runs kernels one after another: the first producer does
      * everything, the rest find no work left; small grids exercise the loops */
-    o->a = bwd && c.K <= 128 ? 0 : (int)(items < 7 ? items : 7);
+    o->a = bwd && state_has_signaller(c.K) ? 0 : (int)(items < 7 ? items : 7);
     o->b = bwd ? 0 : 3;
     return 0;
 #else
@@ -3071,7 +3080,7 @@ static int plan_overlap(const Ctx &c, bool bwd, Overlap *o) {
     }
     const long nstate = (long)c.nvb * c.Hv * c.ndocs;
     if (major < 9) return 0;
-    if (bwd && c.K <= 128) {
+    if (bwd && state_has_signaller(c.K)) {
         /* k_chunk_bwd waits only for the state blocks, which have all started
          * before it does (programmatic launch): safe at any grid size */
         int r;
@@ -3085,20 +3094,12 @@ static int plan_overlap(const Ctx &c, bool bwd, Overlap *o) {
      * size; OH_GDN_OUT_ANY=1 (sandbox, not measured) uses that when the state
      * grid exceeds the SMs (several documents), where k_out's blocks would take
      * the SMs the state kernel's last wave leaves */
-    static int any = -1;
-    if (any < 0) {
-        const char *e = getenv("OH_GDN_OUT_ANY");
-        any = e && e[0] == '1';
-    }
-    if (!bwd && !(env & 1) && any) {
+    static const bool any = env_on("OH_GDN_OUT_ANY");
+    if (!bwd && !(env & 1) && (any || nstate <= sms)) {
         o->out = 1;
         return 0;
     }
     if (nstate > sms) return 0;
-    if (!bwd && !(env & 1)) {
-        o->out = 1;
-        return 0;
-    }
     int regs, smem, threads, reserved;
     GDN_CUDA_TRY(cudaDeviceGetAttribute(&regs, cudaDevAttrMaxRegistersPerMultiprocessor, dev));
     GDN_CUDA_TRY(cudaDeviceGetAttribute(&smem, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev));
@@ -3203,11 +3204,7 @@ static int make_ctx(Ctx *c, int T, int ndocs, int Hk, int Hv, int K, int V, void
                         "%d chunks x %d value heads x %d column blocks exceed one launch's 2^31 - 1 blocks", L.ncmax,
                         Hv, c->nvb);
     c->scale = 1.0f / sqrtf((float)K);
-    static int fma = -1;
-    if (fma < 0) {
-        const char *e = getenv("OH_GDN_PREP_SOLVE");
-        fma = e && !strcmp(e, "fma");
-    }
+    static const bool fma = env_eq("OH_GDN_PREP_SOLVE", "fma");
     c->prep_fma = fma;
     c->self_prep = state_preps_dout(K);
     return 0;
@@ -3237,11 +3234,7 @@ static int forward_pass(const Ctx &c, const int32_t *cu, cudaStream_t st, bool o
     /* OH_GDN_FWD_EARLY=1 (sandbox, not measured): the state kernel starts once
      * every k_prep block has (k_prep waits for nothing), taking the SMs of
      * k_prep's last wave as they empty */
-    static int early = -1;
-    if (early < 0) {
-        const char *e = getenv("OH_GDN_FWD_EARLY");
-        early = e && e[0] == '1';
-    }
+    static const bool early = env_on("OH_GDN_FWD_EARLY");
     if ((r = launch(k_prep<false>, dim3(c.ncmax * c.Hv), dim3(128), sp, st, "k_prep", traced(c, TR_PREP))) ||
         (r = run_state(traced(c, TR_STATE_FWD), st, false, o.out != 0 && early)))
         return r;
@@ -3312,7 +3305,7 @@ extern "C" int gdn_bwd(uint16_t *dq, uint16_t *dk, uint16_t *dv, float *dg, floa
     }
     Overlap o;
     if ((r = plan_overlap(c, true, &o))) return r;
-    if (c.K <= 128) { /* see dprep_load */
+    if (state_has_signaller(c.K)) { /* see dprep_load */
         if ((!c.self_prep && (r = launch(k_dout_prep, dim3(c.ncmax * c.Hv), dim3(128), 0, st, "k_dout_prep",
                                          traced(c, TR_DOUT_PREP)))) ||
             (r = run_state(traced(c, TR_STATE_BWD), st, true, false)) ||
