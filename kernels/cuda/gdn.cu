@@ -458,6 +458,32 @@ DEV void trace_mark(const Ctx &c, bool end) {
     (void)end;
 #endif
 }
+/* -DOH_GDN_PHASES (sandbox build): k_chunk_bwd sums, per phase, the block's
+ * globaltimer time (ns, as seen by thread 0) into gdn_phase_buf, printed at
+ * exit by the OH_GDN_TRACE report: flag wait, prologue (gates, T, P, q, k,
+ * norms), V loop, combine and stores. */
+enum { PHASES = 4 };
+#if defined(OH_GDN_PHASES) && !defined(OH_EMU)
+static __device__ unsigned long long gdn_phase_buf[PHASES + 1];
+DEV unsigned long long phase_now() {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+#define PHASE_MARK(k)                                                                                         \
+    do {                                                                                                      \
+        const unsigned long long t_ = phase_now();                                                            \
+        if (threadIdx.x == 0) {                                                                               \
+            if ((k) > 0) atomicAdd(&gdn_phase_buf[(k) - 1], t_ - ph_t);                                       \
+            else atomicAdd(&gdn_phase_buf[PHASES], 1ull);                                                    \
+        }                                                                                                     \
+        ph_t = t_;                                                                                            \
+    } while (0)
+#define PHASE_DECL unsigned long long ph_t = 0
+#else
+#define PHASE_MARK(k) ((void)0)
+#define PHASE_DECL
+#endif
 DEV void trace_count(const Ctx &c) {
 #ifndef OH_EMU
     if (c.kid >= 0 && threadIdx.x == 0) atomicAdd(&gdn_trace_buf[2 * TRACE_SLOTS + c.kid], 1ull);
@@ -1943,7 +1969,10 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     const int ci = c.ncmax - 1 - (int)(blockIdx.x / (c.nkb * c.Hv));
     if (ci >= c.tab[0]) return;
     trace_mark(c, false);
+    PHASE_DECL;
+    PHASE_MARK(0);
     flag_wait(c.flB + (size_t)ci * c.Hv + h, c.nvb); /* every column block of k_state_bwd (and k_dout_prep) is done */
+    PHASE_MARK(1);
     const Chunk ch = chunk_at(c, ci);
     const int K = c.K, V = c.V, Hv = c.Hv, Hk = c.Hk, hk = h / (Hv / Hk), kc0 = kb * KB, nvb = c.nvb;
     const int kcols = imin(KB, K - kc0);
@@ -2067,6 +2096,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
         Ks[r * LDQ + d] = to_f16(bf2f(Ks[r * LDQ + d]) * rk[r]);
     }
 
+    PHASE_MARK(2);
     /* ---- 2. over 64-column slices of V ----
      * role 0: dP = dO U^T, Mq = dO S0^T, M1 = U dH^T       (units 2^u, one per product)
      * role 1: dR = T^T dU (-> dv, v.dR), dA+ = dR U^T, M2 = dR S0^T  (dR scaled per row: units per row) */
@@ -2225,6 +2255,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
         hds += hp * exp2i(-eH - edH);
     }
     __syncthreads(); /* the stages become Ph, Zh, Xch */
+    PHASE_MARK(3);
 
     /* ---- 3. combine (true units from here on) ---- */
     hds = warp_sum(hds);
@@ -2598,6 +2629,10 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
 #undef Vs
 #undef Hs
 #undef dHs
+#ifdef OH_GDN_PHASES
+    __syncthreads();
+#endif
+    PHASE_MARK(4);
     trace_mark(c, true);
 }
 
@@ -2898,7 +2933,18 @@ static struct {
     double t0[TRACE_SLOTS], t1[TRACE_SLOTS], cnt[TRACE_SLOTS];
     int n[TRACE_SLOTS];
 } tr = {-1, {0}, {0}, {0}, {0}};
+#if defined(OH_GDN_PHASES) && !defined(OH_EMU)
+static double phase_sum[PHASES + 1];
+#endif
 static void trace_print(void) {
+#if defined(OH_GDN_PHASES) && !defined(OH_EMU)
+    static const char *const pn[PHASES] = {"flag wait", "prologue", "V loop", "combine+store"};
+    if (phase_sum[PHASES] > 0) {
+        fprintf(stderr, "k_chunk_bwd phases (us per block, thread 0's clock, %.0f blocks):", phase_sum[PHASES]);
+        for (int i = 0; i < PHASES; i++) fprintf(stderr, "  %s %.2f", pn[i], phase_sum[i] / phase_sum[PHASES] / 1e3);
+        fprintf(stderr, "\n");
+    }
+#endif
     fprintf(stderr, "gdn trace (us from the first kernel's first block, mean over calls):\n");
     for (int i = 0; i < TRACE_SLOTS; i++)
         if (tr.n[i])
@@ -2929,6 +2975,10 @@ static int trace_begin(cudaStream_t st) {
     unsigned long long init[3 * TRACE_SLOTS];
     for (int i = 0; i < 3 * TRACE_SLOTS; i++) init[i] = i < 2 * TRACE_SLOTS && !(i & 1) ? ~0ull : 0ull;
     GDN_CUDA_TRY(cudaMemcpyToSymbolAsync(gdn_trace_buf, init, sizeof init, 0, cudaMemcpyHostToDevice, st));
+#ifdef OH_GDN_PHASES
+    const unsigned long long z[PHASES + 1] = {0};
+    GDN_CUDA_TRY(cudaMemcpyToSymbolAsync(gdn_phase_buf, z, sizeof z, 0, cudaMemcpyHostToDevice, st));
+#endif
 #else
     (void)st;
 #endif
@@ -2939,7 +2989,14 @@ static int trace_end(cudaStream_t st) {
     if (!trace_on()) return 0;
     unsigned long long b[3 * TRACE_SLOTS];
     GDN_CUDA_TRY(cudaMemcpyFromSymbolAsync(b, gdn_trace_buf, sizeof b, 0, cudaMemcpyDeviceToHost, st));
+#ifdef OH_GDN_PHASES
+    unsigned long long ph[PHASES + 1];
+    GDN_CUDA_TRY(cudaMemcpyFromSymbolAsync(ph, gdn_phase_buf, sizeof ph, 0, cudaMemcpyDeviceToHost, st));
+#endif
     GDN_CUDA_TRY(cudaStreamSynchronize(st));
+#ifdef OH_GDN_PHASES
+    for (int i = 0; i <= PHASES; i++) phase_sum[i] += (double)ph[i];
+#endif
     unsigned long long t0 = ~0ull;
     for (int i = 0; i < TRACE_SLOTS; i++)
         if (b[2 * i + 1] && b[2 * i] < t0) t0 = b[2 * i];
