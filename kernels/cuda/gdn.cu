@@ -1971,8 +1971,6 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     trace_mark(c, false);
     PHASE_DECL;
     PHASE_MARK(0);
-    flag_wait(c.flB + (size_t)ci * c.Hv + h, c.nvb); /* every column block of k_state_bwd (and k_dout_prep) is done */
-    PHASE_MARK(1);
     const Chunk ch = chunk_at(c, ci);
     const int K = c.K, V = c.V, Hv = c.Hv, Hk = c.Hk, hk = h / (Hv / Hk), kc0 = kb * KB, nvb = c.nvb;
     const int kcols = imin(KB, K - kc0);
@@ -1983,7 +1981,6 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
 
     Carve cv{GDN_SMEM()};
     float *Gs = cv.take<float>(64), *Bs = cv.take<float>(64), *gam = cv.take<float>(64), *del = cv.take<float>(64);
-    float *rq = cv.take<float>(64), *rk = cv.take<float>(64);
     float *rowA = cv.take<float>(64), *rowB = cv.take<float>(64), *dBr = cv.take<float>(64), *k1r = cv.take<float>(64);
     float *colA = cv.take<float>(8 * 64), *colB = colA + 4 * 64; /* [wr][j], already negated */
     float *red = cv.take<float>(16);                             /* [0..7] <dH,S0> per warp, [8..15] max per warp */
@@ -2022,29 +2019,8 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
         }
     };
 
-    /* ---- 1. row norms, gates, T, this block's q and k columns ----
-     * One K block (K <= 128): the norms come from the raw rows in shared memory
-     * once they are in (below); otherwise from global memory here. */
-    const bool whole_rows = c.nkb == 1;
-    if (!whole_rows) {
-        for (int r = w * 8; r < w * 8 + 8; r++) {
-            float sq = 0.f, sk = 0.f;
-            if (r < ch.len) {
-                const size_t off = ((size_t)(ch.t0 + r) * Hk + hk) * K;
-                for (int d = lane; d < K; d += 32) {
-                    const float x = bf2f(c.q[off + d]), y = bf2f(c.k[off + d]);
-                    sq += x * x;
-                    sk += y * y;
-                }
-            }
-            sq = warp_sum(sq);
-            sk = warp_sum(sk);
-            if (lane == 0) {
-                rq[r] = r < ch.len ? rsqrtf(sq + 1e-6f) : 0.f;
-                rk[r] = r < ch.len ? rsqrtf(sk + 1e-6f) : 0.f;
-            }
-        }
-    }
+    /* ---- 1. gates, T, P, this block's Qn and Kn columns (k_prep's) ----
+     * None of it comes from k_state_bwd, so it is loaded before the wait. */
     if (tid < 64) {
         const float gi = c.G[chh * 64 + tid], gl = c.G[chh * 64 + 63];
         Gs[tid] = gi;
@@ -2059,42 +2035,16 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     }
     for (int i = tid; i < 64 * (KB / 8); i += 256) {
         const int r = i / (KB / 8), c8 = i % (KB / 8);
-        const bool ok = r < ch.len && kc0 + c8 * 8 < K;
-        const size_t off = ((size_t)(ch.t0 + r) * Hk + hk) * K + kc0 + c8 * 8;
-        cp_async16(Qs + r * LDQ + c8 * 8, ok ? c.q + off : c.q, ok);
-        cp_async16(Ks + r * LDQ + c8 * 8, ok ? c.k + off : c.k, ok);
+        const bool ok = kc0 + c8 * 8 < K;
+        const size_t off = (chh * 64 + r) * K + kc0 + c8 * 8;
+        cp_async16(Qs + r * LDQ + c8 * 8, ok ? c.Qn + off : c.Qn, ok);
+        cp_async16(Ks + r * LDQ + c8 * 8, ok ? c.Kn + off : c.Kn, ok);
     }
     cp_async_commit();
+    flag_wait(c.flB + chh, c.nvb); /* every column block of k_state_bwd (and k_dout_prep) is done */
+    PHASE_MARK(1);
     load_slice(0, 0);
     cp_async_commit();
-    cp_async_wait<1>();
-    __syncthreads();
-    if (whole_rows) { /* 4 lanes a row: sums of squares of the raw bf16 q and k */
-        const int r = tid >> 2, part = tid & 3;
-        float sq = 0.f, sk = 0.f;
-        for (int d = 8 * part; d < K; d += 32) {
-            const uint4 xq = *reinterpret_cast<const uint4 *>(Qs + r * LDQ + d);
-            const uint4 xk = *reinterpret_cast<const uint4 *>(Ks + r * LDQ + d);
-            const uint32_t wq[4] = {xq.x, xq.y, xq.z, xq.w}, wk[4] = {xk.x, xk.y, xk.z, xk.w};
-#pragma unroll
-            for (int u = 0; u < 4; u++) {
-                sq += bf2f_lo(wq[u]) * bf2f_lo(wq[u]) + bf2f_hi(wq[u]) * bf2f_hi(wq[u]);
-                sk += bf2f_lo(wk[u]) * bf2f_lo(wk[u]) + bf2f_hi(wk[u]) * bf2f_hi(wk[u]);
-            }
-        }
-        sq = quad_sum(sq);
-        sk = quad_sum(sk);
-        if (part == 0) {
-            rq[r] = r < ch.len ? rsqrtf(sq + 1e-6f) : 0.f;
-            rk[r] = r < ch.len ? rsqrtf(sk + 1e-6f) : 0.f;
-        }
-        __syncthreads();
-    }
-    for (int i = tid; i < 64 * KB; i += 256) {
-        const int r = i / KB, d = i % KB;
-        Qs[r * LDQ + d] = to_f16(bf2f(Qs[r * LDQ + d]) * rq[r] * c.scale);
-        Ks[r * LDQ + d] = to_f16(bf2f(Ks[r * LDQ + d]) * rk[r]);
-    }
 
     PHASE_MARK(2);
     /* ---- 2. over 64-column slices of V ----
@@ -2580,23 +2530,30 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     /* dqn (role 0, accB) and dkn (role 1, accB) */
     {
         const uint16_t *x = role == 0 ? c.q : c.k;
-        const float *rr = role == 0 ? rq : rk;
         const float sc = role == 0 ? c.scale : 1.f;
         if (fused) {
-            /* l2norm backward: dx = r (e - y (y . e)), y = x r, e = scale * dxn */
+            /* l2norm backward: dx = r (e - y (y . e)), y = x r, e = scale * dxn; the
+             * quad's lanes hold the whole row (K <= KB), so r comes from the raw x here */
             uint16_t *dst = role == 0 ? c.dq : c.dk;
 #pragma unroll
             for (int hf = 0; hf < 2; hf++) {
                 const int i = 16 * wr + g4 + 8 * hf;
                 const bool ok = i < ch.len;
                 const size_t rowoff = ((size_t)(ch.t0 + (ok ? i : 0)) * Hk + hk) * K;
-                float y[NT][2], dot = 0.f;
+                float y[NT][2], ss = 0.f, dot = 0.f;
 #pragma unroll
                 for (int n = 0; n < NT; n++) {
                     const int d = 8 * n + 2 * t4;
                     const uint32_t xx = ok && d < K ? ld32(x + rowoff + d) : 0u;
-                    y[n][0] = bf2f_lo(xx) * rr[i];
-                    y[n][1] = bf2f_hi(xx) * rr[i];
+                    y[n][0] = bf2f_lo(xx);
+                    y[n][1] = bf2f_hi(xx);
+                    ss += y[n][0] * y[n][0] + y[n][1] * y[n][1];
+                }
+                const float ssum = quad_sum(ss), rr = ok ? rsqrtf(ssum + 1e-6f) : 0.f; /* every lane shuffles */
+#pragma unroll
+                for (int n = 0; n < NT; n++) {
+                    y[n][0] *= rr;
+                    y[n][1] *= rr;
                     dot += y[n][0] * accB[n][2 * hf] * sc + y[n][1] * accB[n][2 * hf + 1] * sc;
                 }
                 dot = quad_sum(dot);
@@ -2604,8 +2561,8 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
                 for (int n = 0; n < NT; n++) {
                     const int d = 8 * n + 2 * t4;
                     if (ok && d < K)
-                        st32(dst + rowoff + d, pack_bf16(rr[i] * (sc * accB[n][2 * hf] - y[n][0] * dot),
-                                                         rr[i] * (sc * accB[n][2 * hf + 1] - y[n][1] * dot)));
+                        st32(dst + rowoff + d, pack_bf16(rr * (sc * accB[n][2 * hf] - y[n][0] * dot),
+                                                         rr * (sc * accB[n][2 * hf + 1] - y[n][1] * dot)));
                 }
             }
         } else {
