@@ -1111,9 +1111,12 @@ DEV void gpu_fence() {
  * chunk it + 2 (copied in a step earlier), copies chunk it + 3 in, and fences
  * (with the flag of chunk it - 1): all of it off the step's critical path,
  * which the same work after the last barrier (a short window) was not
- * (measured: k_state_bwd +0.16 ms at 1 x 8192). */
+ * (measured: k_state_bwd +0.16 ms at 1 x 8192).  The copies of chunk it + 3
+ * are issued after the fence (-DOH_GDN_SIGCOPY_AFTER=0: before it); with the
+ * 168-register state kernels that measured 0.01-0.09 ms faster f+b at the four
+ * bench shapes (H100, bench/runs/2026-12-06-ab2), alone no different. */
 #ifndef OH_GDN_SIGCOPY_AFTER
-#define OH_GDN_SIGCOPY_AFTER 0
+#define OH_GDN_SIGCOPY_AFTER 1
 #endif
 template <int NB> DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, int vb, uint16_t *buf) {
     const int lane = threadIdx.x & 31;
@@ -1137,7 +1140,7 @@ template <int NB> DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, 
             gpu_fence();
         else if (lane == 0)
             flag_signal(g.done + (size_t)chunk(it - 1) * g.Hv + g.h); /* its fence: chunk it + 2 */
-        /* -DOH_GDN_SIGCOPY_AFTER=1 (sandbox, not measured): the copies after the fence, which may wait for them */
+        /* the copies after the fence (which may wait for them): the default */
         if (more && OH_GDN_SIGCOPY_AFTER) dprep_load(c, buf, chunk(it + 3), g.h, vb);
         __syncwarp();
         BAR_ANY();
@@ -1200,14 +1203,15 @@ template <int KT> struct StateCfg {
     /* Registers a thread.  The register file is split between the 4 schedulers
      * (16384 each) and with 9 warps one of them holds 3: 288 threads get at
      * most 168 (at 224 the launch failed: "too many resources", H100,
-     * 2026-12-06).  160 leaves each quarter room for one warp of 32 registers
-     * (once k_dout_prep beside the backward state kernel; since the state
-     * kernel prepares dO itself that happens no more with K <= 128, so 168
-     * may now pay: not measured); 8 warps (K > 128) put 2 on each and may use
-     * 255. */
+     * 2026-12-06).  -DOH_GDN_STATE_RESERVE=1024 gives 160, leaving each quarter
+     * room for one warp of 32 registers (k_dout_prep beside the backward state
+     * kernel, which with K <= 128 no longer runs): 168 (the default) cut
+     * k_state_bwd's spills from 32 / 120 bytes to 12 / 16 and measured 0.01-0.08
+     * ms faster f+b (H100, bench/runs/2026-12-06-ab2); 8 warps (K > 128) put 2
+     * on each and may use 255. */
     static constexpr int QW = (THREADS / 32 + 3) / 4; /* warps on the busiest scheduler */
-#ifndef OH_GDN_STATE_RESERVE /* registers a scheduler keeps free beside a state block (sandbox: 0 gives 168) */
-#define OH_GDN_STATE_RESERVE 1024
+#ifndef OH_GDN_STATE_RESERVE /* registers a scheduler keeps free beside a state block (1024 gives 160) */
+#define OH_GDN_STATE_RESERVE 0
 #endif
     static constexpr int MAXREG = THREADS > 256 ? (16384 - OH_GDN_STATE_RESERVE) / (32 * QW) / 8 * 8 : 255;
     static_assert(MAXREG * 32 * QW <= 16384 || MAXREG == 255, "a block's registers on one scheduler");
@@ -3105,10 +3109,12 @@ static int plan_overlap(const Ctx &c, bool bwd, Overlap *o) {
     }
     /* env & 4: k_out launched early.  It starts only once every state block has
      * (programmatic launch), so the blocks it waits for are running at any grid
-     * size; OH_GDN_OUT_ANY=1 (sandbox, not measured) uses that when the state
-     * grid exceeds the SMs (several documents), where k_out's blocks would take
-     * the SMs the state kernel's last wave leaves */
-    static const bool any = env_on("OH_GDN_OUT_ANY");
+     * size, also when the state grid exceeds the SMs (several documents): there
+     * k_out's blocks take the SMs the state kernel's last wave leaves (H100,
+     * bench/runs/2026-12-06-ab2: f+b 4 x 8192 7.48 -> 7.26 ms, 16 docs 7.58 -> 7.43;
+     * one document unchanged).  OH_GDN_OUT_ANY=0 (sandbox) keeps it to grids
+     * that fit. */
+    static const bool any = !env_eq("OH_GDN_OUT_ANY", "0");
     if (!bwd && !(env & 1) && (any || nstate <= sms)) {
         o->out = 1;
         return 0;
@@ -3245,7 +3251,8 @@ static int forward_pass(const Ctx &c, const int32_t *cu, cudaStream_t st, bool o
             return r;
         return out ? launch(k_out, go, dim3(128), so, st, "k_out", traced(c, TR_OUT), true) : 0;
     }
-    /* OH_GDN_FWD_EARLY=1 (sandbox, not measured): the state kernel starts once
+    /* OH_GDN_FWD_EARLY=1 (sandbox; H100, bench/runs/2026-12-06-ab2: f+b 1 x 8192
+     * -0.01 ms, 1 x 32768 +0.02, so not the default): the state kernel starts once
      * every k_prep block has (k_prep waits for nothing), taking the SMs of
      * k_prep's last wave as they empty */
     static const bool early = env_on("OH_GDN_FWD_EARLY");

@@ -42,3 +42,4 @@ for s in ${STEPS:-phases ab fla san}; do
   esac
 done
 echo "== done at $SECONDS s"
+tar czf "$O.tgz" -C "$O" . && mv "$O.tgz" "$O/all.tgz" # the device returns a few files only
