@@ -169,7 +169,6 @@ DEV uint32_t pack_f16(float lo, float hi) {
 #endif
 }
 DEV uint16_t to_bf16(float x) { return (uint16_t)(pack_bf16(x, 0.f) & 0xffffu); }
-DEV uint16_t to_f16(float x) { return (uint16_t)(pack_f16(x, 0.f) & 0xffffu); }
 
 DEV void st32(uint16_t *p, uint32_t v) { *reinterpret_cast<uint32_t *>(p) = v; }
 DEV uint32_t ld32(const uint16_t *p) { return *reinterpret_cast<const uint32_t *>(p); }
@@ -1951,18 +1950,8 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
 
 /* ------------------------------------------------------------- k_chunk_bwd */
 
-/* -DOH_GDN_CB_XSMEM=1 (sandbox): with the l2norm backward fused, the raw q and k
- * rows are copied into shared memory in the prologue, for the final stores,
- * which otherwise read them from global memory at the block's end (K <= 96: no room at 128). */
-#ifndef OH_GDN_CB_XSMEM
-#define OH_GDN_CB_XSMEM 0
-#endif
-#ifndef OH_GDN_CB_FLAG1
-#define OH_GDN_CB_FLAG1 0
-#endif
 /* KBT: 16-column tiles of the K block a block handles (K block = 16 KBT <= 128). */
 template <int KBT> struct ChunkBwdCfg {
-    static constexpr bool XS = OH_GDN_CB_XSMEM && KBT <= 6;
     static constexpr int KB = 16 * KBT, LDQ = KB + 8, NT = 2 * KBT;
     static constexpr int STG = 4 * 64 * LD64 + 2 * KB * LD64; /* stage: dO, U, dU, v [64][LD64]; S0, dH rows [KB][LD64] */
     static constexpr size_t POST = 2 * 64 * LD64 * 2 + 64 * (KB + 4) * 4; /* Ph, Zh, Xch */
@@ -1972,7 +1961,7 @@ template <int KBT> struct ChunkBwdCfg {
 template <int KBT> static size_t chunk_bwd_smem() {
     typedef ChunkBwdCfg<KBT> C;
     return carve16(64 * 4) * 10 + carve16(2 * 4 * 64 * 4) + carve16(16 * 4) +
-           (2 + 2 * C::XS) * carve16((size_t)64 * C::LDQ * 2) + 2 * carve16(64 * LD64 * 2) +
+           2 * carve16((size_t)64 * C::LDQ * 2) + 2 * carve16(64 * LD64 * 2) +
            carve16(C::STAGE_BYTES);
 }
 
@@ -2002,8 +1991,6 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     uint16_t *Qs = cv.take<uint16_t>(64 * LDQ), *Ks = cv.take<uint16_t>(64 * LDQ); /* Qn, Kn (this K block), fp16 */
     uint16_t *Ts = cv.take<uint16_t>(64 * LD64);                                  /* T, fp16 */
     uint16_t *Ps = cv.take<uint16_t>(64 * LD64);                                  /* P, fp16 (read in step 3) */
-    uint16_t *Xq = C::XS ? cv.take<uint16_t>(64 * LDQ) : nullptr; /* raw q, k rows (OH_GDN_CB_XSMEM, fused) */
-    uint16_t *Xk = C::XS ? cv.take<uint16_t>(64 * LDQ) : nullptr;
     unsigned char *stage_base = cv.p;
     uint16_t *stg = cv.take<uint16_t>(2 * STG);
 #define dOs(s) (stg + (s) * STG)
@@ -2058,22 +2045,8 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
         cp_async16(Qs + r * LDQ + c8 * 8, ok ? c.Qn + off : c.Qn, ok);
         cp_async16(Ks + r * LDQ + c8 * 8, ok ? c.Kn + off : c.Kn, ok);
     }
-    if (C::XS && fused)
-        for (int i = tid; i < 64 * (KB / 8); i += 256) {
-            const int r = i / (KB / 8), c8 = i % (KB / 8);
-            const bool ok = r < ch.len && c8 * 8 < K;
-            const size_t off = ((size_t)(ch.t0 + r) * Hk + hk) * K + c8 * 8;
-            cp_async16(Xq + r * LDQ + c8 * 8, ok ? c.q + off : c.q, ok);
-            cp_async16(Xk + r * LDQ + c8 * 8, ok ? c.k + off : c.k, ok);
-        }
     cp_async_commit();
-#if OH_GDN_CB_FLAG1
-    /* -DOH_GDN_CB_FLAG1=1 (sandbox): thread 0 waits (and fences), the barrier orders the others after it */
-    if (tid == 0) flag_wait(c.flB + chh, c.nvb);
-    __syncthreads();
-#else
     flag_wait(c.flB + chh, c.nvb); /* every column block of k_state_bwd (and k_dout_prep) is done */
-#endif
     PHASE_MARK(1);
     load_slice(0, 0);
     cp_async_commit();
@@ -2582,9 +2555,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
 #pragma unroll
                 for (int n = 0; n < NT; n++) {
                     const int d = 8 * n + 2 * t4;
-                    const uint32_t xx = !(ok && d < K) ? 0u
-                                        : C::XS   ? ld32((role == 0 ? Xq : Xk) + i * LDQ + d)
-                                                  : ld32(x + rowoff + d);
+                    const uint32_t xx = ok && d < K ? ld32(x + rowoff + d) : 0u;
                     y[n][0] = bf2f_lo(xx);
                     y[n][1] = bf2f_hi(xx);
                     ss += y[n][0] * y[n][0] + y[n][1] * y[n][1];
