@@ -459,9 +459,11 @@ DEV void trace_mark(const Ctx &c, bool end) {
 }
 /* -DOH_GDN_PHASES (sandbox build): k_chunk_bwd sums, per phase, the block's
  * globaltimer time (ns, as seen by thread 0) into gdn_phase_buf, printed at
- * exit by the OH_GDN_TRACE report: flag wait, prologue (gates, T, P, q, k,
- * norms), V loop, combine and stores. */
-enum { PHASES = 4 };
+ * exit by the OH_GDN_TRACE report: flag wait (with the chunk table and the
+ * prologue's copies issued), slice 0 issued, V loop, then the combine step's
+ * parts (the per-row and per-column terms, dPg and Z to fp16, the dq / dk
+ * products, dG and the stores). */
+enum { PHASES = 7 };
 #if defined(OH_GDN_PHASES) && !defined(OH_EMU)
 static __device__ unsigned long long gdn_phase_buf[PHASES + 1];
 DEV unsigned long long phase_now() {
@@ -2381,6 +2383,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
             }
     }
     __syncthreads();
+    PHASE_MARK(4);
     /* dPg and Z to fp16 with one exponent each */
     const int eP = scale_exp(fmaxf(fmaxf(red[8], red[9]), fmaxf(red[10], red[11])));
     const int eZ = scale_exp(fmaxf(fmaxf(red[12], red[13]), fmaxf(red[14], red[15])));
@@ -2396,6 +2399,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
                      pack_f16(accA[n][2 * hf] * sc, accA[n][2 * hf + 1] * sc));
     }
     __syncthreads();
+    PHASE_MARK(5);
     if (role == 0) {
         /* dqn += dPg Kn (contraction over j <= i) */
         const float sP = exp2i(eP), iP = exp2i(-eP), rPZ = exp2i(eZ - eP), iZ = exp2i(-eZ);
@@ -2491,6 +2495,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
             for (int e = 0; e < 4; e++) accB[n][e] *= iZ;
     }
     __syncthreads();
+    PHASE_MARK(6);
     if (role == 1) {
 #pragma unroll
         for (int n = 0; n < NT; n++)
@@ -2600,7 +2605,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
 #ifdef OH_GDN_PHASES
     __syncthreads();
 #endif
-    PHASE_MARK(4);
+    PHASE_MARK(7);
     trace_mark(c, true);
 }
 
@@ -2906,7 +2911,8 @@ static double phase_sum[PHASES + 1];
 #endif
 static void trace_print(void) {
 #if defined(OH_GDN_PHASES) && !defined(OH_EMU)
-    static const char *const pn[PHASES] = {"flag wait", "prologue", "V loop", "combine+store"};
+    static const char *const pn[PHASES] = {"flag wait",       "prologue",          "V loop",        "combine: rows",
+                                           "combine: fp16 dPg/Z", "combine: products", "dG + stores"};
     if (phase_sum[PHASES] > 0) {
         fprintf(stderr, "k_chunk_bwd phases (us per block, thread 0's clock, %.0f blocks):", phase_sum[PHASES]);
         for (int i = 0; i < PHASES; i++) fprintf(stderr, "  %s %.2f", pn[i], phase_sum[i] / phase_sum[PHASES] / 1e3);
