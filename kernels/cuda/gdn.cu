@@ -3264,8 +3264,9 @@ static int forward_pass(const Ctx &c, const int32_t *cu, cudaStream_t st, bool o
             return r;
         return out ? launch(k_out, go, dim3(128), so, st, "k_out", traced(c, TR_OUT), true) : 0;
     }
-    /* OH_GDN_FWD_EARLY=1 (sandbox; H100, bench/runs/2026-12-06-ab2: f+b 1 x 8192
-     * -0.01 ms, 1 x 32768 +0.02, so not the default): the state kernel starts once
+    /* OH_GDN_FWD_EARLY=1 (sandbox; H100, bench/runs/2026-12-06-ab2 and -d8cd05f:
+     * f+b 1 x 8192 -0.01 and -0.03 ms, 1 x 32768 +0.02 and -0.015, the other shapes
+     * unchanged: within noise, not the default): the state kernel starts once
      * every k_prep block has (k_prep waits for nothing), taking the SMs of
      * k_prep's last wave as they empty */
     static const bool early = env_on("OH_GDN_FWD_EARLY");
