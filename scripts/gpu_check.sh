@@ -7,7 +7,7 @@
 #
 #   bash scripts/gpu_check.sh --build   # here (the dev machine): build into build-gdn/
 #   bash scripts/gpu_check.sh           # on the GPU machine, with build-gdn carried
-#   options: --quick (benchmark 1x8192 only), --no-bench, --no-peer (skip FLA), --emu (the
+#   options: --quick (benchmark 1x8192 only), --no-test, --no-bench, --no-peer (skip FLA), --emu (the
 #            test under the CPU emulator: no GPU needed), --sanitize (compute-sanitizer
 #            memcheck on the --small test, racecheck and synccheck on a few of its cases:
 #            racecheck runs ~100x slower, so it covers one case per code path)
@@ -22,16 +22,17 @@ cd "$(dirname "$0")/.."
 BIN=${OH_GDN_BIN:-build-gdn}
 OUT=${OUT:-out/gdn}
 NVCC=${NVCC:-$(command -v nvcc || echo /usr/local/cuda/bin/nvcc)}
-build=0 quick="" bench=1 peer=1 emu=0 san=0
+build=0 quick="" test=1 bench=1 peer=1 emu=0 san=0
 for a in "$@"; do
   case "$a" in
     --build) build=1 ;;
     --quick) quick=--quick ;;
+    --no-test) test=0 ;;
     --no-bench) bench=0 ;;
     --no-peer) peer=0 ;;
     --emu) emu=1 ;;
     --sanitize) san=1 ;;
-    *) echo "usage: $0 [--build] [--quick] [--no-bench] [--no-peer] [--emu] [--sanitize]" >&2; exit 2 ;;
+    *) echo "usage: $0 [--build] [--quick] [--no-test] [--no-bench] [--no-peer] [--emu] [--sanitize]" >&2; exit 2 ;;
   esac
 done
 
@@ -88,7 +89,8 @@ if [ ! -x "$BIN/oh_gpu_test_gdn" ] || [ ! -x "$BIN/oh_bench_gdn" ]; then
 fi
 mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm,temperature.gpu --format=csv >"$OUT/gpu.txt" 2>&1
-git rev-parse HEAD >"$OUT/commit.txt" 2>/dev/null || true
+# OH_COMMIT names the tree where its .git is not the tree's (the GPU machine's copy)
+if [ -n "${OH_COMMIT:-}" ]; then echo "$OH_COMMIT" >"$OUT/commit.txt"; else git rev-parse HEAD >"$OUT/commit.txt" 2>/dev/null || true; fi
 [ -f "$BIN/ptxas_gdn.summary" ] && cp "$BIN/ptxas_gdn.summary" "$OUT/"
 
 status=0
@@ -99,25 +101,24 @@ verdict() {  # log, exit status
   [ -n "$v" ] && [ "$2" = 0 ] && { echo "$v"; return; }
   echo "FAIL: exit $2${v:+ ($v)}; $(grep -m1 -E "returned|error" "$1" | cut -c1-240)"
 }
-"$BIN/oh_gpu_test_gdn" >"$OUT/test_gdn.txt" 2>&1
-rc_all=$?
-[ $rc_all = 0 ] || status=1
-# the same cases with the kernels one after another (no overlapped launches)
-OH_GDN_OVERLAP=0 "$BIN/oh_gpu_test_gdn" >"$OUT/test_gdn_serial.txt" 2>&1
-rc_serial=$?
-[ $rc_serial = 0 ] || status=1
-# and with k_prep beside the forward's state kernel (off by default)
-OH_GDN_OVERLAP=1 "$BIN/oh_gpu_test_gdn" >"$OUT/test_gdn_overlap_all.txt" 2>&1
-rc_over=$?
-[ $rc_over = 0 ] || status=1
-# and with the backward overlapped only (the forward one kernel after another)
-OH_GDN_OVERLAP=bwd "$BIN/oh_gpu_test_gdn" >"$OUT/test_gdn_overlap_bwd.txt" 2>&1
-rc_out=$?
-[ $rc_out = 0 ] || status=1
-# and with k_dout_prep preparing dO instead of the backward state kernel (K <= 128)
-OH_GDN_DPREP=kernel "$BIN/oh_gpu_test_gdn" >"$OUT/test_gdn_dprep_kernel.txt" 2>&1
-rc_dp=$?
-[ $rc_dp = 0 ] || status=1
+# the test in each launch setting: log name | environment | what the setting is
+settings=(
+  "test_gdn||(default)"
+  "test_gdn_serial|OH_GDN_OVERLAP=0|with OH_GDN_OVERLAP=0 (kernels one after another)"
+  "test_gdn_overlap_all|OH_GDN_OVERLAP=1|with OH_GDN_OVERLAP=1 (forward overlapped too)"
+  "test_gdn_overlap_bwd|OH_GDN_OVERLAP=bwd|with OH_GDN_OVERLAP=bwd (backward overlapped only)"
+  "test_gdn_dprep_kernel|OH_GDN_DPREP=kernel|with OH_GDN_DPREP=kernel (k_dout_prep, not the state kernel, prepares dO)"
+)
+verdicts=()
+if [ $test = 1 ]; then
+  for t in "${settings[@]}"; do
+    IFS='|' read -r log envs what <<<"$t"
+    env $envs "$BIN/oh_gpu_test_gdn" >"$OUT/$log.txt" 2>&1
+    rc=$?
+    [ $rc = 0 ] || status=1
+    verdicts+=("==== test_gdn $what: $(verdict "$OUT/$log.txt" $rc)")
+  done
+fi
 if [ $bench = 1 ]; then
   rm -f "$OUT/bench_gdn.tsv"
   "$BIN/oh_bench_gdn" $quick --tsv "$OUT/bench_gdn.tsv" >"$OUT/bench_gdn.txt" 2>&1 || status=1
@@ -150,13 +151,11 @@ if [ $san = 1 ]; then
     grep -E "ERROR SUMMARY|RACECHECK SUMMARY|LEAK SUMMARY" "$OUT/sanitize_$t.txt"
   done
 fi
-echo "==== test_gdn: cases, failures and summary (full table in $OUT/test_gdn.txt) ===="
-grep -E "^\[|FAIL|returned|non-finite|PASS|^  (bwd|packed|out carries|the other|an injected)" "$OUT/test_gdn.txt" || tail -20 "$OUT/test_gdn.txt"
-echo "==== test_gdn (default): $(verdict "$OUT/test_gdn.txt" $rc_all)"
-echo "==== test_gdn with OH_GDN_OVERLAP=0 (kernels one after another): $(verdict "$OUT/test_gdn_serial.txt" $rc_serial)"
-echo "==== test_gdn with OH_GDN_OVERLAP=1 (forward overlapped too): $(verdict "$OUT/test_gdn_overlap_all.txt" $rc_over)"
-echo "==== test_gdn with OH_GDN_OVERLAP=bwd (backward overlapped only): $(verdict "$OUT/test_gdn_overlap_bwd.txt" $rc_out)"
-echo "==== test_gdn with OH_GDN_DPREP=kernel (k_dout_prep, not the state kernel, prepares dO): $(verdict "$OUT/test_gdn_dprep_kernel.txt" $rc_dp)"
+if [ $test = 1 ]; then
+  echo "==== test_gdn: cases, failures and summary (full table in $OUT/test_gdn.txt) ===="
+  grep -E "^\[|FAIL|returned|non-finite|PASS|^  (bwd|packed|out carries|the other|an injected)" "$OUT/test_gdn.txt" || tail -20 "$OUT/test_gdn.txt"
+  printf '%s\n' "${verdicts[@]}"
+fi
 if [ $bench = 1 ]; then
   echo "==== bench_gdn ===="
   cat "$OUT/bench_gdn.txt"

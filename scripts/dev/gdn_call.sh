@@ -4,12 +4,11 @@
 # the carry small) and benchbin/fla.tar.xz if present, then runs the steps of
 # $STEPS in order, each only while time is left:
 #   check    scripts/gpu_check.sh --no-peer on build-gdn into $O/gdn (tests in five
-#            settings, bench, profile; commit.txt from $COMMIT)
+#            settings, bench, profile; commit.txt from $COMMIT: the machine's .git is stale)
 #   phases   OH_GDN_TRACE report of build-phases (-DOH_GDN_PHASES)
 #   ab       scripts/dev/gdn_ab.sh $AB (variants), TESTS as gdn_ab.sh reads them
 #   fla      build-gdn's bench (--tsv) then FLA at 1x8192 (--quick) beside it
-#   san      compute-sanitizer memcheck / racecheck / synccheck of build-gdn's test
-#            (each capped at $SANCAP s), into $O/gdn
+#   san      scripts/gpu_check.sh --sanitize --no-test --no-bench on build-gdn into $O/gdn
 #   flaall   FLA at all shapes beside $O/gdn/bench_gdn.tsv (check's) into
 #            $O/gdn/bench_fla_gdn.txt (without check: build-gdn's bench first)
 # Output under $OUT (one file per step).
@@ -27,22 +26,15 @@ for s in ${STEPS:-phases ab fla san}; do
   [ "$(left)" -gt 20 ] || { echo "== $s: no time left"; continue; }
   echo "== $s ($(left) s left)"
   case $s in
-    check) mkdir -p "$O/gdn"; echo "${COMMIT:-unknown}" > "$O/gdn/commit.txt"
-           OUT=$O/gdn OH_GDN_BIN=build-gdn timeout "$(left)" bash scripts/gpu_check.sh --no-peer > "$O/check_console.txt" 2>&1
+    check) OH_COMMIT=${COMMIT:-unknown} OUT=$O/gdn OH_GDN_BIN=build-gdn timeout "$(left)" bash scripts/gpu_check.sh --no-peer > "$O/check_console.txt" 2>&1
            grep -E "PASS|FAIL|^(1x|4x|16d)" "$O/check_console.txt" | head -20 ;;
     phases) OH_GDN_TRACE=1 timeout "$(left)" build-phases/oh_bench_gdn > "$O/phases.txt" 2>&1
             grep -E "^(1x|4x|16d)|phases|  k_" "$O/phases.txt" ;;
     ab) OUT=$O timeout "$(left)" bash scripts/dev/gdn_ab.sh ${AB:-build-gdn} ;;
     fla) build-gdn/oh_bench_gdn --tsv "$O/ours.tsv" > "$O/ours.txt" 2>&1
          fla --quick --ours "$O/ours.tsv" > "$O/fla_quick.txt" 2>&1; tail -4 "$O/fla_quick.txt" ;;
-    san) SAN=$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)
-         few="gqa-mixed,ksplit-gqa,masked-prompt,nan"; G=$O/gdn; mkdir -p "$G"; cap() { local l; l=$(left); echo $(( l < ${SANCAP:-150} ? l : ${SANCAP:-150} )); }
-         timeout "$(cap)" "$SAN" --tool memcheck --leak-check full --error-exitcode 3 build-gdn/oh_gpu_test_gdn --small > "$G/sanitize_memcheck.txt" 2>&1
-         timeout "$(cap)" "$SAN" --tool racecheck --racecheck-report all --error-exitcode 3 build-gdn/oh_gpu_test_gdn --small --only "$few" > "$G/sanitize_racecheck.txt" 2>&1
-         timeout "$(cap)" "$SAN" --tool synccheck --error-exitcode 3 build-gdn/oh_gpu_test_gdn --small --only "$few" > "$G/sanitize_synccheck.txt" 2>&1
-         for t in memcheck racecheck synccheck; do
-           echo "-- $t: $(grep -E '^(PASS|FAIL)' "$G/sanitize_$t.txt" | tail -1) $(grep -E 'ERROR SUMMARY|RACECHECK SUMMARY' "$G/sanitize_$t.txt" | tr '\n' ' ')"
-         done ;;
+    san) OH_COMMIT=${COMMIT:-unknown} OUT=$O/gdn OH_GDN_BIN=build-gdn timeout "$(left)" \
+           bash scripts/gpu_check.sh --sanitize --no-test --no-bench 2>&1 | grep -E -- "^-- |SUMMARY" ;;
     flaall) mkdir -p "$O/gdn"; [ -f "$O/gdn/bench_gdn.tsv" ] || build-gdn/oh_bench_gdn --tsv "$O/gdn/bench_gdn.tsv" > "$O/gdn/bench_gdn.txt" 2>&1
             fla --ours "$O/gdn/bench_gdn.tsv" > "$O/gdn/bench_fla_gdn.txt" 2>&1; tail -7 "$O/gdn/bench_fla_gdn.txt" ;;
     *) echo "unknown step $s" ;;
