@@ -65,6 +65,7 @@
  * C++ with -DOH_EMU and kernels/cuda/dev/emu/cuda_emu.h force-included
  * (kernels/cuda/dev/emu/run.sh). */
 #include "kernels/cuda/gdn.h"
+#include "kernels/cuda/wgmma.cuh"
 
 #ifndef OH_EMU
 #include <cuda_runtime.h>
@@ -344,6 +345,37 @@ DEV void flag_wait(const int *f, int want) {
     __threadfence(); /* with the producer's fence before its add: its stores are seen after this */
 #endif
 }
+#ifndef OH_GDN_CB_PF /* k_chunk_bwd prefetches the raw q / k rows into L2 before its combine step */
+#define OH_GDN_CB_PF 1
+#endif
+DEV void prefetch_l2(const void *p) {
+#ifndef OH_EMU
+    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
+#else
+    (void)p;
+#endif
+}
+#ifndef OH_GDN_CB_EARLY /* k_chunk_bwd loads its first slices' forward tiles before the flag wait */
+#define OH_GDN_CB_EARLY 1
+#endif
+#ifndef OH_GDN_CB_ACQ /* k_chunk_bwd waits with flag_wait_acq */
+#define OH_GDN_CB_ACQ 1
+#endif
+/* flag_wait with an acquire load instead of the fence after a relaxed one: a
+ * fence may also wait for this thread's copies in flight (issued before the
+ * wait), an acquire load orders only what follows it. */
+DEV void flag_wait_acq(const int *f, int want) {
+#ifdef OH_EMU
+    flag_wait(f, want);
+#else
+    for (;;) {
+        int v;
+        asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(f) : "memory");
+        if (v >= want) break;
+        __nanosleep(64);
+    }
+#endif
+}
 /* Lets the kernel launched after this one with programmatic stream
  * serialization start now (Hopper); without one it does nothing. */
 DEV void allow_dependents() {
@@ -403,6 +435,7 @@ DEV float col_sum(float v) {
 }
 
 DEV int imin(int a, int b) { return a < b ? a : b; }
+DEV int imax(int a, int b) { return a > b ? a : b; }
 
 /* --------------------------------------------------------- shared context */
 
@@ -1953,23 +1986,41 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
 /* ------------------------------------------------------------- k_chunk_bwd */
 
 /* KBT: 16-column tiles of the K block a block handles (K block = 16 KBT <= 128). */
+/* The V loop's products on wgmma (-DOH_GDN_CB_WGMMA=1): the stage tiles and T
+ * are then 128-byte-swizzled [rows][64] tiles (wgmma.cuh), read by
+ * descriptors; the accumulators keep the mma.sync layout, so the rest of the
+ * kernel is the same.  0: mma.sync with ldmatrix from padded rows. */
+#ifndef OH_GDN_CB_WGMMA
+#define OH_GDN_CB_WGMMA 1
+#endif
 template <int KBT> struct ChunkBwdCfg {
+    static constexpr bool WG = OH_GDN_CB_WGMMA != 0;
     static constexpr int KB = 16 * KBT, LDQ = KB + 8, NT = 2 * KBT;
-    static constexpr int STG = 4 * 64 * LD64 + 2 * KB * LD64; /* stage: dO, U, dU, v [64][LD64]; S0, dH rows [KB][LD64] */
+    static constexpr int LDT = WG ? 64 : LD64; /* row stride of the stage tiles and T */
+    static constexpr int STG = 4 * 64 * LDT + 2 * KB * LDT; /* stage: dO, U, dU, v [64][LDT]; S0, dH rows [KB][LDT] */
     static constexpr size_t POST = 2 * 64 * LD64 * 2 + 64 * (KB + 4) * 4; /* Ph, Zh, Xch */
-    static constexpr size_t STAGE_BYTES = 2 * STG * 2 > POST ? 2 * STG * 2 : POST;
+    static constexpr size_t REST = 1024 + 10 * 256 + 2048 + 64 + 2 * 64 * LDQ * 2 + 64 * LDT * 2 + 64 * LD64 * 2;
+#ifndef OH_GDN_CB_STAGES
+#define OH_GDN_CB_STAGES 3
+#endif
+    /* stages (slices in flight): 3 where they fit in the 227 KB of an SM (with WG up to K block 96) */
+    static constexpr int NST = OH_GDN_CB_STAGES >= 3 && REST + 3 * STG * 2 <= 232448 ? 3 : 2;
+    static constexpr size_t STAGE_BYTES = NST * STG * 2 > POST ? NST * STG * 2 : POST;
 };
+/* element (r, c) of a 128-byte-swizzled [rows][64] 16-bit tile (1024-byte aligned) */
+DEV int sw64(int r, int c) { return r * 64 + ((((c >> 3) ^ r) & 7) << 3) + (c & 7); }
 
 template <int KBT> static size_t chunk_bwd_smem() {
     typedef ChunkBwdCfg<KBT> C;
-    return carve16(64 * 4) * 10 + carve16(2 * 4 * 64 * 4) + carve16(16 * 4) +
-           2 * carve16((size_t)64 * C::LDQ * 2) + 2 * carve16(64 * LD64 * 2) +
+    return (C::WG ? 1024 : 0) + carve16(64 * 4) * 10 + carve16(2 * 4 * 64 * 4) + carve16(16 * 4) +
+           2 * carve16((size_t)64 * C::LDQ * 2) + carve16(64 * C::LDT * 2) /* T */ + carve16(64 * LD64 * 2) /* P */ +
            carve16(C::STAGE_BYTES);
 }
 
 template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(Ctx c) {
     typedef ChunkBwdCfg<KBT> C;
-    constexpr int KB = C::KB, LDQ = C::LDQ, NT = C::NT, STG = C::STG;
+    constexpr int KB = C::KB, LDQ = C::LDQ, NT = C::NT, STG = C::STG, LDT = C::LDT;
+    constexpr bool WG = C::WG;
     /* last chunk first (it trails k_state_bwd); the K blocks of a (chunk, head) are adjacent */
     const int kb = blockIdx.x % c.nkb, h = (blockIdx.x / c.nkb) % c.Hv;
     const int ci = c.ncmax - 1 - (int)(blockIdx.x / (c.nkb * c.Hv));
@@ -1986,43 +2037,63 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     const bool fused = c.nkb == 1 && Hv == Hk;
 
     Carve cv{GDN_SMEM()};
+    if (WG) cv.p += (1024u - (smem_u32(cv.p) & 1023u)) & 1023u; /* the swizzled tiles' atoms */
+    uint16_t *Ts = cv.take<uint16_t>(64 * LDT); /* T, fp16 (swizzled with WG) */
+    unsigned char *stage_base = cv.p;
+    uint16_t *stg = cv.take<uint16_t>(C::NST * STG);
+    {
+        Carve post{stage_base}; /* the stages' space covers what the combine step puts there */
+        post.take<unsigned char>(C::STAGE_BYTES);
+        cv.p = post.p;
+    }
     float *Gs = cv.take<float>(64), *Bs = cv.take<float>(64), *gam = cv.take<float>(64), *del = cv.take<float>(64);
     float *rowA = cv.take<float>(64), *rowB = cv.take<float>(64), *dBr = cv.take<float>(64), *k1r = cv.take<float>(64);
     float *colA = cv.take<float>(8 * 64), *colB = colA + 4 * 64; /* [wr][j], already negated */
     float *red = cv.take<float>(16);                             /* [0..7] <dH,S0> per warp, [8..15] max per warp */
     uint16_t *Qs = cv.take<uint16_t>(64 * LDQ), *Ks = cv.take<uint16_t>(64 * LDQ); /* Qn, Kn (this K block), fp16 */
-    uint16_t *Ts = cv.take<uint16_t>(64 * LD64);                                  /* T, fp16 */
     uint16_t *Ps = cv.take<uint16_t>(64 * LD64);                                  /* P, fp16 (read in step 3) */
-    unsigned char *stage_base = cv.p;
-    uint16_t *stg = cv.take<uint16_t>(2 * STG);
 #define dOs(s) (stg + (s) * STG)
-#define Us(s) (stg + (s) * STG + 64 * LD64)
-#define dUs(s) (stg + (s) * STG + 2 * 64 * LD64)
-#define Vs(s) (stg + (s) * STG + 3 * 64 * LD64)
-#define Hs(s) (stg + (s) * STG + 4 * 64 * LD64)
-#define dHs(s) (stg + (s) * STG + 4 * 64 * LD64 + KB * LD64)
+#define Us(s) (stg + (s) * STG + 64 * LDT)
+#define dUs(s) (stg + (s) * STG + 2 * 64 * LDT)
+#define Vs(s) (stg + (s) * STG + 3 * 64 * LDT)
+#define Hs(s) (stg + (s) * STG + 4 * 64 * LDT)
+#define dHs(s) (stg + (s) * STG + 4 * 64 * LDT + KB * LDT)
+    /* offset of element (r, c) of a stage tile or T (c even: a pair stays together) */
+    auto to = [&](int r, int c) { return WG ? sw64(r, c) : r * LD64 + c; };
     /* after the V loop the stages hold: */
     Carve cp{stage_base};
     uint16_t *Ph = cp.take<uint16_t>(64 * LD64), *Zh = cp.take<uint16_t>(64 * LD64); /* the same, fp16 x 2^e */
     float *Xch = cp.take<float>(64 * (KB + 4));
 
-    auto load_slice = [&](int s, int vs) {
+    /* a slice's tiles: the forward's (U, v, S0: complete before this kernel
+     * starts) and k_state_bwd's (dO, dU, dH: after the flag) */
+    auto load_part = [&](int s, int vs, bool fwd) {
         for (int i = tid; i < 64 * 8; i += 256) {
             const int r = i >> 3, c8 = i & 7, col = vs * 64 + c8 * 8;
             const bool okc = col < V, ok = okc && r < ch.len;
             const size_t wsr = (chh * 64 + r) * V + col;
-            cp_async16(dOs(s) + r * LD64 + c8 * 8, okc ? c.dOh + wsr : c.dOh, okc);
-            cp_async16(Us(s) + r * LD64 + c8 * 8, okc ? c.U + wsr : c.U, okc);
-            cp_async16(dUs(s) + r * LD64 + c8 * 8, okc ? c.Uv + wsr : c.Uv, okc);
-            cp_async16(Vs(s) + r * LD64 + c8 * 8, ok ? c.v + ((size_t)(ch.t0 + r) * Hv + h) * V + col : c.v, ok);
+            const int o = to(r, c8 * 8);
+            if (fwd) {
+                cp_async16(Us(s) + o, okc ? c.U + wsr : c.U, okc);
+                cp_async16(Vs(s) + o, ok ? c.v + ((size_t)(ch.t0 + r) * Hv + h) * V + col : c.v, ok);
+            } else {
+                cp_async16(dOs(s) + o, okc ? c.dOh + wsr : c.dOh, okc);
+                cp_async16(dUs(s) + o, okc ? c.Uv + wsr : c.Uv, okc);
+            }
         }
         for (int i = tid; i < KB * 8; i += 256) {
             const int r = i >> 3, c8 = i & 7, col = vs * 64 + c8 * 8;
             const bool ok = col < V && r < kcols;
             const size_t off = (chh * K + kc0 + r) * V + col;
-            cp_async16(Hs(s) + r * LD64 + c8 * 8, ok ? c.H + off : c.H, ok);
-            cp_async16(dHs(s) + r * LD64 + c8 * 8, ok ? c.dH + off : c.dH, ok);
+            if (fwd)
+                cp_async16(Hs(s) + to(r, c8 * 8), ok ? c.H + off : c.H, ok);
+            else
+                cp_async16(dHs(s) + to(r, c8 * 8), ok ? c.dH + off : c.dH, ok);
         }
+    };
+    auto load_slice = [&](int s, int vs) {
+        load_part(s, vs, true);
+        load_part(s, vs, false);
     };
 
     /* ---- 1. gates, T, P, this block's Qn and Kn columns (k_prep's) ----
@@ -2037,7 +2108,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     }
     for (int i = tid; i < 64 * 8; i += 256) {
         const int r = i >> 3, c8 = i & 7;
-        cp_async16(Ts + r * LD64 + c8 * 8, c.Tm + (chh * 64 + r) * 64 + c8 * 8, true);
+        cp_async16(Ts + to(r, c8 * 8), c.Tm + (chh * 64 + r) * 64 + c8 * 8, true);
         cp_async16(Ps + r * LD64 + c8 * 8, c.P + (chh * 64 + r) * 64 + c8 * 8, true);
     }
     for (int i = tid; i < 64 * (KB / 8); i += 256) {
@@ -2047,11 +2118,26 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
         cp_async16(Qs + r * LDQ + c8 * 8, ok ? c.Qn + off : c.Qn, ok);
         cp_async16(Ks + r * LDQ + c8 * 8, ok ? c.Kn + off : c.Kn, ok);
     }
+#if OH_GDN_CB_EARLY
+    /* the first slices' forward tiles too (their own groups follow the flag) */
+    for (int vs = 0; vs < imin(C::NST, nvb); vs++) load_part(vs, vs, true);
+#endif
     cp_async_commit();
+#if OH_GDN_CB_ACQ
+    flag_wait_acq(c.flB + chh, c.nvb); /* every column block of k_state_bwd (and k_dout_prep) is done */
+#else
     flag_wait(c.flB + chh, c.nvb); /* every column block of k_state_bwd (and k_dout_prep) is done */
+#endif
     PHASE_MARK(1);
-    load_slice(0, 0);
-    cp_async_commit();
+    /* the first NST slices, a commit group each (slice vs in stage vs % NST) */
+    const int nfirst = imin(C::NST, nvb);
+    for (int vs = 0; vs < nfirst; vs++) {
+        if (OH_GDN_CB_EARLY)
+            load_part(vs, vs, false);
+        else
+            load_slice(vs, vs);
+        cp_async_commit();
+    }
     if (tid < 64) {
         Gs[tid] = gi;
         Bs[tid] = bi;
@@ -2078,11 +2164,19 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     float vdr[2] = {0.f, 0.f}, hds = 0.f;
 
     for (int vs = 0; vs < nvb; vs++) {
-        const int s = vs & 1;
-        cp_async_wait<0>();
+        const int s = vs % C::NST;
+        /* slice vs is in once at most (issued - vs - 1) groups are pending */
+        const int pend = imin(nvb, imax(nfirst, vs + C::NST - 1)) - vs - 1;
+        if (pend >= 2)
+            cp_async_wait<2>();
+        else if (pend == 1)
+            cp_async_wait<1>();
+        else
+            cp_async_wait<0>();
+        if (WG) fence_async_smem(); /* the copies, visible to wgmma */
         __syncthreads(); /* slice vs is in; every warp is done with slice vs - 1 */
-        if (vs + 1 < nvb) {
-            load_slice(s ^ 1, vs + 1);
+        if (vs >= 1 && vs - 1 + C::NST < nvb) { /* into slice vs - 1's stage */
+            load_slice((vs - 1) % C::NST, vs - 1 + C::NST);
             cp_async_commit();
         }
         const size_t ei = chh * nvb + vs;
@@ -2104,6 +2198,26 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
                     accB[n][e] *= rB;
                     accC[n][e] *= rC;
                 }
+            if constexpr (WG) {
+                /* the whole 64 x 64 dP (its upper part is masked in step 3) */
+                const uint64_t dO_d = wg_desc(dOs(s), 16, 1024), U_d = wg_desc(Us(s), 16, 1024);
+                const uint64_t H_d = wg_desc(Hs(s), 16, 1024), dH_d = wg_desc(dHs(s), 16, 1024);
+                wg_fence_acc(accA);
+                wg_fence_acc(accB);
+                wg_fence_acc(accC);
+                wg_arrive();
+#pragma unroll
+                for (int kt = 0; kt < 4; kt++) wgmma_ss<64, 0, 0, true>(accA, wg_desc_add(dO_d, 32 * kt), wg_desc_add(U_d, 32 * kt), 1);
+#pragma unroll
+                for (int kt = 0; kt < 4; kt++) wgmma_ss<KB, 0, 0, true>(accB, wg_desc_add(dO_d, 32 * kt), wg_desc_add(H_d, 32 * kt), 1);
+#pragma unroll
+                for (int kt = 0; kt < 4; kt++) wgmma_ss<KB, 0, 0, true>(accC, wg_desc_add(U_d, 32 * kt), wg_desc_add(dH_d, 32 * kt), 1);
+                wg_commit();
+                wg_wait<0>();
+                wg_fence_acc(accA);
+                wg_fence_acc(accB);
+                wg_fence_acc(accC);
+            } else
 #pragma unroll
             for (int kt = 0; kt < 4; kt++) {
                 uint32_t ao[4], au[4];
@@ -2135,6 +2249,16 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
             for (int n = 0; n < 8; n++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) R[n][e] = 0.f;
+            if constexpr (WG) { /* R = T^T dU, both MN-major */
+                const uint64_t T_d = wg_desc(Ts, 8192, 1024), dU_d = wg_desc(dUs(s), 8192, 1024);
+                wg_fence_acc(R);
+                wg_arrive();
+#pragma unroll
+                for (int kt = 0; kt < 4; kt++) wgmma_ss<64, 1, 1, true>(R, wg_desc_add(T_d, 2048 * kt), wg_desc_add(dU_d, 2048 * kt), 1);
+                wg_commit();
+                wg_wait<0>();
+                wg_fence_acc(R);
+            } else
 #pragma unroll
             for (int kt = 0; kt < 4; kt++) {
                 if (kt >= wr) { /* T^T is upper triangular */
@@ -2160,7 +2284,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
                     R[n][2 * hf] = r0;
                     R[n][2 * hf + 1] = r1;
                     mr[hf] = fmaxf(mr[hf], fmaxf(fabsf(r0), fabsf(r1)));
-                    const uint32_t vv = ld32(Vs(s) + j * LD64 + lc);
+                    const uint32_t vv = ld32(Vs(s) + to(j, lc));
                     vdr[hf] += r0 * bf2f_lo(vv) + r1 * bf2f_hi(vv);
                     if (kb == 0 && j < ch.len && col < V)
                         st32(c.dv + ((size_t)(ch.t0 + j) * Hv + h) * V + col, pack_bf16(Bs[j] * r0, Bs[j] * r1));
@@ -2186,6 +2310,25 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
                     accB[n][2 * hf + 1] *= rB;
                 }
             }
+            if constexpr (WG) { /* dA+ = dR U^T (whole; masked in step 3), M2 += dR S0^T */
+                const uint64_t U_d = wg_desc(Us(s), 16, 1024), H_d = wg_desc(Hs(s), 16, 1024);
+                uint32_t ar[4][4];
+#pragma unroll
+                for (int kt = 0; kt < 4; kt++) acc_to_a_f16(ar[kt], R[2 * kt], R[2 * kt + 1], sr[0], sr[1]);
+                wg_fence_regs(ar);
+                wg_fence_acc(accA);
+                wg_fence_acc(accB);
+                wg_arrive();
+#pragma unroll
+                for (int kt = 0; kt < 4; kt++) {
+                    wgmma_rs<64, 0, true>(accA, ar[kt], wg_desc_add(U_d, 32 * kt), 1);
+                    wgmma_rs<KB, 0, true>(accB, ar[kt], wg_desc_add(H_d, 32 * kt), 1);
+                }
+                wg_commit();
+                wg_wait<0>();
+                wg_fence_acc(accA);
+                wg_fence_acc(accB);
+            } else
 #pragma unroll
             for (int kt = 0; kt < 4; kt++) {
                 uint32_t ar[4];
@@ -2212,13 +2355,24 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
         float hp = 0.f;
         for (int i = tid; i < KB * 32; i += 256) {
             const int r = i >> 5, lc = 2 * (i & 31);
-            const uint32_t a = ld32(Hs(s) + r * LD64 + lc), b = ld32(dHs(s) + r * LD64 + lc);
+            const uint32_t a = ld32(Hs(s) + to(r, lc)), b = ld32(dHs(s) + to(r, lc));
             hp += h2f_lo(a) * h2f_lo(b) + h2f_hi(a) * h2f_hi(b);
         }
         hds += hp * exp2i(-eH - edH);
     }
     __syncthreads(); /* the stages become Ph, Zh, Xch */
     PHASE_MARK(3);
+#if OH_GDN_CB_PF
+    /* the raw q / k rows that the fused l2norm backward reads at the end: into L2 now */
+    if (fused && tid < 128) {
+        const int i = tid & 63;
+        if (i < ch.len) {
+            const char *row = reinterpret_cast<const char *>((tid < 64 ? c.q : c.k) + ((size_t)(ch.t0 + i) * Hk + hk) * K);
+            for (int b = 0; b < 2 * K; b += 128) prefetch_l2(row + b);
+            prefetch_l2(row + 2 * K - 1);
+        }
+    }
+#endif
 
     /* ---- 3. combine (true units from here on) ---- */
     hds = warp_sum(hds);

@@ -102,7 +102,7 @@ struct Thread {
     /* wgmma (warpgroup) */
     float *wg_d;
     uint32_t wg_a[4];
-    bool wg_rs, wg_scale_d;
+    bool wg_rs, wg_scale_d, wg_f16;
     uint64_t wg_da, wg_db;
     int wg_n, wg_ta, wg_tb, wg_wait;
     /* cp.async */
@@ -114,7 +114,7 @@ struct Thread {
 struct WgMma {
     float *d[128];
     uint32_t a[128][4];
-    bool rs, scale_d;
+    bool rs, scale_d, f16; /* f16: fp16 operands (else bf16) */
     uint64_t da, db;
     int n, ta, tb;
     const char *where;
@@ -379,13 +379,13 @@ inline void wg_exec(const WgMma &m) {
                 h = (uint16_t)(reg >> (16 * (k & 1)));
             } else
                 memcpy(&h, wg_elem(m.da, r, k, m.ta != 0, m.where), 2);
-            A[r][k] = bf16_to_f(h);
+            A[r][k] = m.f16 ? f16_to_f(h) : bf16_to_f(h);
         }
     for (int k = 0; k < 16; k++)
         for (int c = 0; c < m.n; c++) {
             uint16_t h;
             memcpy(&h, wg_elem(m.db, c, k, m.tb != 0, m.where), 2);
-            B[k][c] = bf16_to_f(h);
+            B[k][c] = m.f16 ? f16_to_f(h) : bf16_to_f(h);
         }
     for (int r = 0; r < 64; r++) {
         int w = r / 16, rr = r % 16, g = rr % 8, hi = rr / 8;
@@ -427,6 +427,7 @@ inline void resolve_warpgroup(int wg) {
         WgMma m;
         m.rs = L[0]->wg_rs;
         m.scale_d = L[0]->wg_scale_d;
+        m.f16 = L[0]->wg_f16;
         m.da = L[0]->wg_da;
         m.db = L[0]->wg_db;
         m.n = L[0]->wg_n;
@@ -435,7 +436,7 @@ inline void resolve_warpgroup(int wg) {
         m.where = L[0]->where;
         for (int l = 0; l < 128; l++) {
             const Thread *t = L[l];
-            if (t->wg_rs != m.rs || t->wg_scale_d != m.scale_d || t->wg_db != m.db || (!m.rs && t->wg_da != m.da) ||
+            if (t->wg_rs != m.rs || t->wg_scale_d != m.scale_d || t->wg_f16 != m.f16 || t->wg_db != m.db || (!m.rs && t->wg_da != m.da) ||
                 t->wg_n != m.n || t->wg_ta != m.ta || t->wg_tb != m.tb)
                 die("wgmma operands differ across the warpgroup", m.where);
             m.d[l] = t->wg_d;
@@ -697,9 +698,9 @@ inline uint32_t emu_smem_addr(const void *p) {
     if (c < s.smem || c > s.smem + s.smem_bytes) emu::die("shared address of a pointer outside dynamic shared memory", nullptr);
     return (uint32_t)(c - s.smem) + s.smem_base;
 }
-/* wgmma.mma_async m64nNk16 bf16 -> f32: d is the thread's N/2 accumulators, a its 4 A registers (or nullptr: A from da). */
+/* wgmma.mma_async m64nNk16 bf16 (or fp16: f16) -> f32: d is the thread's N/2 accumulators, a its 4 A registers (or nullptr: A from da). */
 inline void emu_wgmma(float *d, int n, const uint32_t *a, uint64_t da, uint64_t db, int ta, int tb, bool scale_d,
-                      const char *where) {
+                      const char *where, bool f16 = false) {
     emu::Thread *t = emu::self();
     t->wg_d = d;
     t->wg_n = n;
@@ -710,6 +711,7 @@ inline void emu_wgmma(float *d, int n, const uint32_t *a, uint64_t da, uint64_t 
     t->wg_ta = ta;
     t->wg_tb = tb;
     t->wg_scale_d = scale_d;
+    t->wg_f16 = f16;
     emu::collective(emu::OP_WG_MMA, where);
 }
 inline void emu_wgmma_commit(const char *where) { emu::collective(emu::OP_WG_COMMIT, where); }
