@@ -346,7 +346,7 @@ DEV void flag_wait(const int *f, int want) {
 #endif
 }
 #ifndef OH_GDN_CB_PF /* k_chunk_bwd prefetches the raw q / k rows into L2 before its combine step */
-#define OH_GDN_CB_PF 1
+#define OH_GDN_CB_PF 0
 #endif
 DEV void prefetch_l2(const void *p) {
 #ifndef OH_EMU
@@ -356,10 +356,10 @@ DEV void prefetch_l2(const void *p) {
 #endif
 }
 #ifndef OH_GDN_CB_EARLY /* k_chunk_bwd loads its first slices' forward tiles before the flag wait */
-#define OH_GDN_CB_EARLY 1
+#define OH_GDN_CB_EARLY 0
 #endif
 #ifndef OH_GDN_CB_ACQ /* k_chunk_bwd waits with flag_wait_acq */
-#define OH_GDN_CB_ACQ 1
+#define OH_GDN_CB_ACQ 0
 #endif
 /* flag_wait with an acquire load instead of the fence after a relaxed one: a
  * fence may also wait for this thread's copies in flight (issued before the
@@ -2001,7 +2001,7 @@ template <int KBT> struct ChunkBwdCfg {
     static constexpr size_t POST = 2 * 64 * LD64 * 2 + 64 * (KB + 4) * 4; /* Ph, Zh, Xch */
     static constexpr size_t REST = 1024 + 10 * 256 + 2048 + 64 + 2 * 64 * LDQ * 2 + 64 * LDT * 2 + 64 * LD64 * 2;
 #ifndef OH_GDN_CB_STAGES
-#define OH_GDN_CB_STAGES 3
+#define OH_GDN_CB_STAGES 2
 #endif
     /* stages (slices in flight): 3 where they fit in the 227 KB of an SM (with WG up to K block 96) */
     static constexpr int NST = OH_GDN_CB_STAGES >= 3 && REST + 3 * STG * 2 <= 232448 ? 3 : 2;
