@@ -355,6 +355,9 @@ DEV void prefetch_l2(const void *p) {
     (void)p;
 #endif
 }
+#ifndef OH_GDN_CB_XR /* k_chunk_bwd copies the raw q / k rows into the stages' free space at its combine step */
+#define OH_GDN_CB_XR 0
+#endif
 #ifndef OH_GDN_CB_EARLY /* k_chunk_bwd loads its first slices' forward tiles before the flag wait */
 #define OH_GDN_CB_EARLY 0
 #endif
@@ -2373,6 +2376,22 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
         }
     }
 #endif
+#if OH_GDN_CB_XR
+    /* the raw q / k rows that the fused l2norm backward reads at the end, copied
+     * now behind Ph, Zh, Xch (in the stages' space: no more shared memory) */
+    static_assert(C::STAGE_BYTES >= C::POST + 4 * 64 * LDQ, "the raw rows fit behind the combine's arrays");
+    uint16_t *Xr = cp.take<uint16_t>(2 * 64 * LDQ); /* [q, k][64][LDQ] */
+    if (fused) {
+        const int k8 = K / 8;
+        for (int i = tid; i < 2 * 64 * k8; i += 256) {
+            const int t = i / (64 * k8), r = (i / k8) % 64, c8 = i % k8;
+            const bool ok = r < ch.len;
+            const uint16_t *x = t ? c.k : c.q;
+            cp_async16(Xr + (t * 64 + r) * LDQ + c8 * 8, ok ? x + ((size_t)(ch.t0 + r) * Hk + hk) * K + c8 * 8 : x, ok);
+        }
+        cp_async_commit();
+    }
+#endif
 
     /* ---- 3. combine (true units from here on) ---- */
     hds = warp_sum(hds);
@@ -2648,6 +2667,9 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
 #pragma unroll
             for (int e = 0; e < 4; e++) accB[n][e] *= iZ;
     }
+#if OH_GDN_CB_XR
+    if (fused) cp_async_wait<0>(); /* the raw rows (the barrier: everyone's) */
+#endif
     __syncthreads();
     PHASE_MARK(6);
     if (role == 1) {
@@ -2714,7 +2736,11 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
 #pragma unroll
                 for (int n = 0; n < NT; n++) {
                     const int d = 8 * n + 2 * t4;
+#if OH_GDN_CB_XR
+                    const uint32_t xx = ok && d < K ? ld32(Xr + (role * 64 + i) * LDQ + d) : 0u;
+#else
                     const uint32_t xx = ok && d < K ? ld32(x + rowoff + d) : 0u;
+#endif
                     y[n][0] = bf2f_lo(xx);
                     y[n][1] = bf2f_hi(xx);
                     ss += y[n][0] * y[n][0] + y[n][1] * y[n][1];
