@@ -355,6 +355,9 @@ DEV void prefetch_l2(const void *p) {
     (void)p;
 #endif
 }
+#ifndef OH_GDN_CB_FLAGFIRST /* k_chunk_bwd waits for its flag before issuing any copy */
+#define OH_GDN_CB_FLAGFIRST 0
+#endif
 #ifndef OH_GDN_CB_XR /* k_chunk_bwd copies the raw q / k rows into the stages' free space at its combine step */
 #define OH_GDN_CB_XR 0
 #endif
@@ -2102,7 +2105,12 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     /* ---- 1. gates, T, P, this block's Qn and Kn columns (k_prep's) ----
      * None of it comes from k_state_bwd, so it is loaded before the wait; the
      * gates go to registers first and to shared memory after the wait (their
-     * latency hidden behind it). */
+     * latency hidden behind it).  -DOH_GDN_CB_FLAGFIRST=1 waits first and then
+     * issues everything (the fence after the wait then has no copies in flight
+     * to wait for, and all the block's first loads go out together). */
+#if OH_GDN_CB_FLAGFIRST
+    flag_wait(c.flB + chh, c.nvb);
+#endif
     float gi = 0.f, gl = 0.f, bi = 0.f;
     if (tid < 64) {
         gi = c.G[chh * 64 + tid];
@@ -2126,7 +2134,8 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     for (int vs = 0; vs < imin(C::NST, nvb); vs++) load_part(vs, vs, true);
 #endif
     cp_async_commit();
-#if OH_GDN_CB_ACQ
+#if OH_GDN_CB_FLAGFIRST
+#elif OH_GDN_CB_ACQ
     flag_wait_acq(c.flB + chh, c.nvb); /* every column block of k_state_bwd (and k_dout_prep) is done */
 #else
     flag_wait(c.flB + chh, c.nvb); /* every column block of k_state_bwd (and k_dout_prep) is done */
