@@ -355,6 +355,9 @@ DEV void prefetch_l2(const void *p) {
     (void)p;
 #endif
 }
+#ifndef OH_GDN_CB_LATEWAIT /* k_chunk_bwd's role 0 waits for its wgmma after the slice's <dH, S0> */
+#define OH_GDN_CB_LATEWAIT 0
+#endif
 #ifndef OH_GDN_CB_FLAGFIRST /* k_chunk_bwd waits for its flag before issuing any copy */
 #define OH_GDN_CB_FLAGFIRST 0
 #endif
@@ -2225,10 +2228,12 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
 #pragma unroll
                 for (int kt = 0; kt < 4; kt++) wgmma_ss<KB, 0, 0, true>(accC, wg_desc_add(U_d, 32 * kt), wg_desc_add(dH_d, 32 * kt), 1);
                 wg_commit();
-                wg_wait<0>();
-                wg_fence_acc(accA);
-                wg_fence_acc(accB);
-                wg_fence_acc(accC);
+                if (!OH_GDN_CB_LATEWAIT) { /* else after <dH, S0> below */
+                    wg_wait<0>();
+                    wg_fence_acc(accA);
+                    wg_fence_acc(accB);
+                    wg_fence_acc(accC);
+                }
             } else
 #pragma unroll
             for (int kt = 0; kt < 4; kt++) {
@@ -2371,6 +2376,12 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
             hp += h2f_lo(a) * h2f_lo(b) + h2f_hi(a) * h2f_hi(b);
         }
         hds += hp * exp2i(-eH - edH);
+        if (WG && OH_GDN_CB_LATEWAIT && role == 0) { /* role 0's products ran beside the loop above */
+            wg_wait<0>();
+            wg_fence_acc(accA);
+            wg_fence_acc(accB);
+            wg_fence_acc(accC);
+        }
     }
     __syncthreads(); /* the stages become Ph, Zh, Xch */
     PHASE_MARK(3);
