@@ -345,46 +345,6 @@ DEV void flag_wait(const int *f, int want) {
     __threadfence(); /* with the producer's fence before its add: its stores are seen after this */
 #endif
 }
-#ifndef OH_GDN_CB_PF /* k_chunk_bwd prefetches the raw q / k rows into L2 before its combine step */
-#define OH_GDN_CB_PF 0
-#endif
-DEV void prefetch_l2(const void *p) {
-#ifndef OH_EMU
-    asm volatile("prefetch.global.L2 [%0];" ::"l"(p));
-#else
-    (void)p;
-#endif
-}
-#ifndef OH_GDN_CB_LATEWAIT /* k_chunk_bwd's role 0 waits for its wgmma after the slice's <dH, S0> */
-#define OH_GDN_CB_LATEWAIT 0
-#endif
-#ifndef OH_GDN_CB_FLAGFIRST /* k_chunk_bwd waits for its flag before issuing any copy */
-#define OH_GDN_CB_FLAGFIRST 0
-#endif
-#ifndef OH_GDN_CB_XR /* k_chunk_bwd copies the raw q / k rows into the stages' free space at its combine step */
-#define OH_GDN_CB_XR 0
-#endif
-#ifndef OH_GDN_CB_EARLY /* k_chunk_bwd loads its first slices' forward tiles before the flag wait */
-#define OH_GDN_CB_EARLY 0
-#endif
-#ifndef OH_GDN_CB_ACQ /* k_chunk_bwd waits with flag_wait_acq */
-#define OH_GDN_CB_ACQ 0
-#endif
-/* flag_wait with an acquire load instead of the fence after a relaxed one: a
- * fence may also wait for this thread's copies in flight (issued before the
- * wait), an acquire load orders only what follows it. */
-DEV void flag_wait_acq(const int *f, int want) {
-#ifdef OH_EMU
-    flag_wait(f, want);
-#else
-    for (;;) {
-        int v;
-        asm volatile("ld.acquire.gpu.global.b32 %0, [%1];" : "=r"(v) : "l"(f) : "memory");
-        if (v >= want) break;
-        __nanosleep(64);
-    }
-#endif
-}
 /* Lets the kernel launched after this one with programmatic stream
  * serialization start now (Hopper); without one it does nothing. */
 DEV void allow_dependents() {
@@ -444,7 +404,6 @@ DEV float col_sum(float v) {
 }
 
 DEV int imin(int a, int b) { return a < b ? a : b; }
-DEV int imax(int a, int b) { return a > b ? a : b; }
 
 /* --------------------------------------------------------- shared context */
 
@@ -2008,13 +1967,7 @@ template <int KBT> struct ChunkBwdCfg {
     static constexpr int LDT = WG ? 64 : LD64; /* row stride of the stage tiles and T */
     static constexpr int STG = 4 * 64 * LDT + 2 * KB * LDT; /* stage: dO, U, dU, v [64][LDT]; S0, dH rows [KB][LDT] */
     static constexpr size_t POST = 2 * 64 * LD64 * 2 + 64 * (KB + 4) * 4; /* Ph, Zh, Xch */
-    static constexpr size_t REST = 1024 + 10 * 256 + 2048 + 64 + 2 * 64 * LDQ * 2 + 64 * LDT * 2 + 64 * LD64 * 2;
-#ifndef OH_GDN_CB_STAGES
-#define OH_GDN_CB_STAGES 2
-#endif
-    /* stages (slices in flight): 3 where they fit in the 227 KB of an SM (with WG up to K block 96) */
-    static constexpr int NST = OH_GDN_CB_STAGES >= 3 && REST + 3 * STG * 2 <= 232448 ? 3 : 2;
-    static constexpr size_t STAGE_BYTES = NST * STG * 2 > POST ? NST * STG * 2 : POST;
+    static constexpr size_t STAGE_BYTES = 2 * STG * 2 > POST ? 2 * STG * 2 : POST;
 };
 /* element (r, c) of a 128-byte-swizzled [rows][64] 16-bit tile (1024-byte aligned) */
 DEV int sw64(int r, int c) { return r * 64 + ((((c >> 3) ^ r) & 7) << 3) + (c & 7); }
@@ -2049,7 +2002,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     if (WG) cv.p += (1024u - (smem_u32(cv.p) & 1023u)) & 1023u; /* the swizzled tiles' atoms */
     uint16_t *Ts = cv.take<uint16_t>(64 * LDT); /* T, fp16 (swizzled with WG) */
     unsigned char *stage_base = cv.p;
-    uint16_t *stg = cv.take<uint16_t>(C::NST * STG);
+    uint16_t *stg = cv.take<uint16_t>(2 * STG);
     {
         Carve post{stage_base}; /* the stages' space covers what the combine step puts there */
         post.take<unsigned char>(C::STAGE_BYTES);
@@ -2074,46 +2027,30 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     uint16_t *Ph = cp.take<uint16_t>(64 * LD64), *Zh = cp.take<uint16_t>(64 * LD64); /* the same, fp16 x 2^e */
     float *Xch = cp.take<float>(64 * (KB + 4));
 
-    /* a slice's tiles: the forward's (U, v, S0: complete before this kernel
-     * starts) and k_state_bwd's (dO, dU, dH: after the flag) */
-    auto load_part = [&](int s, int vs, bool fwd) {
+    auto load_slice = [&](int s, int vs) {
         for (int i = tid; i < 64 * 8; i += 256) {
             const int r = i >> 3, c8 = i & 7, col = vs * 64 + c8 * 8;
             const bool okc = col < V, ok = okc && r < ch.len;
             const size_t wsr = (chh * 64 + r) * V + col;
             const int o = to(r, c8 * 8);
-            if (fwd) {
-                cp_async16(Us(s) + o, okc ? c.U + wsr : c.U, okc);
-                cp_async16(Vs(s) + o, ok ? c.v + ((size_t)(ch.t0 + r) * Hv + h) * V + col : c.v, ok);
-            } else {
-                cp_async16(dOs(s) + o, okc ? c.dOh + wsr : c.dOh, okc);
-                cp_async16(dUs(s) + o, okc ? c.Uv + wsr : c.Uv, okc);
-            }
+            cp_async16(dOs(s) + o, okc ? c.dOh + wsr : c.dOh, okc);
+            cp_async16(Us(s) + o, okc ? c.U + wsr : c.U, okc);
+            cp_async16(dUs(s) + o, okc ? c.Uv + wsr : c.Uv, okc);
+            cp_async16(Vs(s) + o, ok ? c.v + ((size_t)(ch.t0 + r) * Hv + h) * V + col : c.v, ok);
         }
         for (int i = tid; i < KB * 8; i += 256) {
             const int r = i >> 3, c8 = i & 7, col = vs * 64 + c8 * 8;
             const bool ok = col < V && r < kcols;
             const size_t off = (chh * K + kc0 + r) * V + col;
-            if (fwd)
-                cp_async16(Hs(s) + to(r, c8 * 8), ok ? c.H + off : c.H, ok);
-            else
-                cp_async16(dHs(s) + to(r, c8 * 8), ok ? c.dH + off : c.dH, ok);
+            cp_async16(Hs(s) + to(r, c8 * 8), ok ? c.H + off : c.H, ok);
+            cp_async16(dHs(s) + to(r, c8 * 8), ok ? c.dH + off : c.dH, ok);
         }
-    };
-    auto load_slice = [&](int s, int vs) {
-        load_part(s, vs, true);
-        load_part(s, vs, false);
     };
 
     /* ---- 1. gates, T, P, this block's Qn and Kn columns (k_prep's) ----
      * None of it comes from k_state_bwd, so it is loaded before the wait; the
      * gates go to registers first and to shared memory after the wait (their
-     * latency hidden behind it).  -DOH_GDN_CB_FLAGFIRST=1 waits first and then
-     * issues everything (the fence after the wait then has no copies in flight
-     * to wait for, and all the block's first loads go out together). */
-#if OH_GDN_CB_FLAGFIRST
-    flag_wait(c.flB + chh, c.nvb);
-#endif
+     * latency hidden behind it). */
     float gi = 0.f, gl = 0.f, bi = 0.f;
     if (tid < 64) {
         gi = c.G[chh * 64 + tid];
@@ -2132,27 +2069,11 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
         cp_async16(Qs + r * LDQ + c8 * 8, ok ? c.Qn + off : c.Qn, ok);
         cp_async16(Ks + r * LDQ + c8 * 8, ok ? c.Kn + off : c.Kn, ok);
     }
-#if OH_GDN_CB_EARLY
-    /* the first slices' forward tiles too (their own groups follow the flag) */
-    for (int vs = 0; vs < imin(C::NST, nvb); vs++) load_part(vs, vs, true);
-#endif
     cp_async_commit();
-#if OH_GDN_CB_FLAGFIRST
-#elif OH_GDN_CB_ACQ
-    flag_wait_acq(c.flB + chh, c.nvb); /* every column block of k_state_bwd (and k_dout_prep) is done */
-#else
     flag_wait(c.flB + chh, c.nvb); /* every column block of k_state_bwd (and k_dout_prep) is done */
-#endif
     PHASE_MARK(1);
-    /* the first NST slices, a commit group each (slice vs in stage vs % NST) */
-    const int nfirst = imin(C::NST, nvb);
-    for (int vs = 0; vs < nfirst; vs++) {
-        if (OH_GDN_CB_EARLY)
-            load_part(vs, vs, false);
-        else
-            load_slice(vs, vs);
-        cp_async_commit();
-    }
+    load_slice(0, 0);
+    cp_async_commit();
     if (tid < 64) {
         Gs[tid] = gi;
         Bs[tid] = bi;
@@ -2179,19 +2100,12 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     float vdr[2] = {0.f, 0.f}, hds = 0.f;
 
     for (int vs = 0; vs < nvb; vs++) {
-        const int s = vs % C::NST;
-        /* slice vs is in once at most (issued - vs - 1) groups are pending */
-        const int pend = imin(nvb, imax(nfirst, vs + C::NST - 1)) - vs - 1;
-        if (pend >= 2)
-            cp_async_wait<2>();
-        else if (pend == 1)
-            cp_async_wait<1>();
-        else
-            cp_async_wait<0>();
+        const int s = vs & 1;
+        cp_async_wait<0>();
         if (WG) fence_async_smem(); /* the copies, visible to wgmma */
         __syncthreads(); /* slice vs is in; every warp is done with slice vs - 1 */
-        if (vs >= 1 && vs - 1 + C::NST < nvb) { /* into slice vs - 1's stage */
-            load_slice((vs - 1) % C::NST, vs - 1 + C::NST);
+        if (vs + 1 < nvb) {
+            load_slice(s ^ 1, vs + 1);
             cp_async_commit();
         }
         const size_t ei = chh * nvb + vs;
@@ -2228,12 +2142,10 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
 #pragma unroll
                 for (int kt = 0; kt < 4; kt++) wgmma_ss<KB, 0, 0, true>(accC, wg_desc_add(U_d, 32 * kt), wg_desc_add(dH_d, 32 * kt), 1);
                 wg_commit();
-                if (!OH_GDN_CB_LATEWAIT) { /* else after <dH, S0> below */
-                    wg_wait<0>();
-                    wg_fence_acc(accA);
-                    wg_fence_acc(accB);
-                    wg_fence_acc(accC);
-                }
+                wg_wait<0>();
+                wg_fence_acc(accA);
+                wg_fence_acc(accB);
+                wg_fence_acc(accC);
             } else
 #pragma unroll
             for (int kt = 0; kt < 4; kt++) {
@@ -2376,42 +2288,9 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
             hp += h2f_lo(a) * h2f_lo(b) + h2f_hi(a) * h2f_hi(b);
         }
         hds += hp * exp2i(-eH - edH);
-        if (WG && OH_GDN_CB_LATEWAIT && role == 0) { /* role 0's products ran beside the loop above */
-            wg_wait<0>();
-            wg_fence_acc(accA);
-            wg_fence_acc(accB);
-            wg_fence_acc(accC);
-        }
     }
     __syncthreads(); /* the stages become Ph, Zh, Xch */
     PHASE_MARK(3);
-#if OH_GDN_CB_PF
-    /* the raw q / k rows that the fused l2norm backward reads at the end: into L2 now */
-    if (fused && tid < 128) {
-        const int i = tid & 63;
-        if (i < ch.len) {
-            const char *row = reinterpret_cast<const char *>((tid < 64 ? c.q : c.k) + ((size_t)(ch.t0 + i) * Hk + hk) * K);
-            for (int b = 0; b < 2 * K; b += 128) prefetch_l2(row + b);
-            prefetch_l2(row + 2 * K - 1);
-        }
-    }
-#endif
-#if OH_GDN_CB_XR
-    /* the raw q / k rows that the fused l2norm backward reads at the end, copied
-     * now behind Ph, Zh, Xch (in the stages' space: no more shared memory) */
-    static_assert(C::STAGE_BYTES >= C::POST + 4 * 64 * LDQ, "the raw rows fit behind the combine's arrays");
-    uint16_t *Xr = cp.take<uint16_t>(2 * 64 * LDQ); /* [q, k][64][LDQ] */
-    if (fused) {
-        const int k8 = K / 8;
-        for (int i = tid; i < 2 * 64 * k8; i += 256) {
-            const int t = i / (64 * k8), r = (i / k8) % 64, c8 = i % k8;
-            const bool ok = r < ch.len;
-            const uint16_t *x = t ? c.k : c.q;
-            cp_async16(Xr + (t * 64 + r) * LDQ + c8 * 8, ok ? x + ((size_t)(ch.t0 + r) * Hk + hk) * K + c8 * 8 : x, ok);
-        }
-        cp_async_commit();
-    }
-#endif
 
     /* ---- 3. combine (true units from here on) ---- */
     hds = warp_sum(hds);
@@ -2687,9 +2566,6 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
 #pragma unroll
             for (int e = 0; e < 4; e++) accB[n][e] *= iZ;
     }
-#if OH_GDN_CB_XR
-    if (fused) cp_async_wait<0>(); /* the raw rows (the barrier: everyone's) */
-#endif
     __syncthreads();
     PHASE_MARK(6);
     if (role == 1) {
@@ -2756,11 +2632,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
 #pragma unroll
                 for (int n = 0; n < NT; n++) {
                     const int d = 8 * n + 2 * t4;
-#if OH_GDN_CB_XR
-                    const uint32_t xx = ok && d < K ? ld32(Xr + (role * 64 + i) * LDQ + d) : 0u;
-#else
                     const uint32_t xx = ok && d < K ? ld32(x + rowoff + d) : 0u;
-#endif
                     y[n][0] = bf2f_lo(xx);
                     y[n][1] = bf2f_hi(xx);
                     ss += y[n][0] * y[n][0] + y[n][1] * y[n][1];
