@@ -25,9 +25,10 @@
  *   dbeta_i = v_i.dR_i - gam_i kn_i.(dR S0^T)_i + sum_j dA_ij Gam_ij kn_i.kn_j,
  *   dg = reverse cumsum of dG inside the chunk.
  *
- * Precision.  Every product runs on the tensor cores (mma.sync m16n8k16, fp32
- * accumulation) with fp16 operands, which carry 3 more mantissa bits than
- * bf16 at the same speed: the bounded operands (Qn, Kn, Wu, P, T are
+ * Precision.  Every product runs on the tensor cores (mma.sync m16n8k16; in
+ * k_chunk_bwd's V loop wgmma m64nNk16; fp32 accumulation) with fp16
+ * operands, which carry 3 more mantissa bits than bf16 at the same speed: the
+ * bounded operands (Qn, Kn, Wu, P, T are
  * all <= a few in magnitude) are stored as plain fp16; the others (the state
  * H = S0, U, Uv, dH, dU, dO) as fp16 times 2^e, with one exponent e per
  * (chunk, head, 64 columns of V), chosen from the tile's max so that it lands
@@ -57,7 +58,8 @@
  *   k_state_bwd    per (document, value head, 64 columns of V): the reverse
  *                  recurrence; stores dH (gradient of the state leaving each
  *                  chunk) and dU; ds0.
- *   k_chunk_bwd    per (chunk, value head, K block of <= 128): everything else;
+ *   k_chunk_bwd    per (chunk, value head, K block of <= 128): everything else
+ *                  (the V loop's products on wgmma, one warpgroup a role);
  *                  fuses the l2norm backward when K <= 128 and Hv == Hk.
  *   k_qk_finish    otherwise: sums value heads into key heads, l2norm backward.
  *
@@ -1953,7 +1955,6 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
 
 /* ------------------------------------------------------------- k_chunk_bwd */
 
-/* KBT: 16-column tiles of the K block a block handles (K block = 16 KBT <= 128). */
 /* -DOH_GDN_CB_XLOAD=1: the raw q / k rows of the fused l2norm backward are
  * loaded into registers before warp 0's dG work (not measured on the GPU yet). */
 #ifndef OH_GDN_CB_XLOAD
@@ -1966,6 +1967,7 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
 #ifndef OH_GDN_CB_WGMMA
 #define OH_GDN_CB_WGMMA 1
 #endif
+/* KBT: 16-column tiles of the K block a block handles (K block = 16 KBT <= 128). */
 template <int KBT> struct ChunkBwdCfg {
     static constexpr bool WG = OH_GDN_CB_WGMMA != 0;
     static constexpr int KB = 16 * KBT, LDQ = KB + 8, NT = 2 * KBT;
