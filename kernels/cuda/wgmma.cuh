@@ -97,12 +97,38 @@ template <int J> __device__ __forceinline__ void wg_fence_regs(uint32_t (&a)[J][
 #endif
 }
 
-// The accumulator operands of an m64nNk16 wgmma (N / 2 registers a thread).
+// The accumulator operands of an m64nNk16 wgmma (N / 2 registers a thread) and
+// their names in the instruction (OH_WG_D<N>); the other operands are numbered
+// after them: OH_WG_SS<N> / OH_WG_RS<N> name them for wgmma_ss / wgmma_rs.
 #define OH_WG_ACC8(j) "+f"(d[j][0]), "+f"(d[j][1]), "+f"(d[j][2]), "+f"(d[j][3])
 #define OH_WG_ACC32 OH_WG_ACC8(0), OH_WG_ACC8(1), OH_WG_ACC8(2), OH_WG_ACC8(3)
 #define OH_WG_ACC64 OH_WG_ACC32, OH_WG_ACC8(4), OH_WG_ACC8(5), OH_WG_ACC8(6), OH_WG_ACC8(7)
 #define OH_WG_ACC96 OH_WG_ACC64, OH_WG_ACC8(8), OH_WG_ACC8(9), OH_WG_ACC8(10), OH_WG_ACC8(11)
 #define OH_WG_ACC128 OH_WG_ACC96, OH_WG_ACC8(12), OH_WG_ACC8(13), OH_WG_ACC8(14), OH_WG_ACC8(15)
+#define OH_WG_D32 "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}"
+#define OH_WG_SS32 "%16, %17, p, 1, 1, %19, %20", "%18"
+#define OH_WG_RS32 "{%16,%17,%18,%19}, %20, p, 1, 1, %21", "%22"
+#define OH_WG_D64 "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
+#define OH_WG_SS64 "%32, %33, p, 1, 1, %35, %36", "%34"
+#define OH_WG_RS64 "{%32,%33,%34,%35}, %36, p, 1, 1, %37", "%38"
+#define OH_WG_D96 "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47}"
+#define OH_WG_SS96 "%48, %49, p, 1, 1, %51, %52", "%50"
+#define OH_WG_RS96 "{%48,%49,%50,%51}, %52, p, 1, 1, %53", "%54"
+#define OH_WG_D128 "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}"
+#define OH_WG_SS128 "%64, %65, p, 1, 1, %67, %68", "%66"
+#define OH_WG_RS128 "{%64,%65,%66,%67}, %68, p, 1, 1, %69", "%70"
+// One wgmma.mma_async m64n<N>k16 with <TY> operands; OPS is OH_WG_SS<N> or
+// OH_WG_RS<N> (the operand names after D, then the scale-d predicate's).
+#define OH_WG_ASM2(N, TY, OPS, PRED, ...)                                                                         \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, " PRED ", 0;\n"                                              \
+                 "wgmma.mma_async.sync.aligned.m64n" #N "k16.f32." TY "." TY " " OH_WG_D##N ", " OPS ";\n}\n"     \
+                 : OH_WG_ACC##N                                                                                    \
+                 : __VA_ARGS__                                                                                     \
+                 : "memory")
+// (OPS expands to two literals before OH_WG_ASM2 sees it: its OPS and PRED.)
+#define OH_WG_ASM(N, TY, OPS, ...) OH_WG_ASM2(N, TY, OPS, __VA_ARGS__)
+#define OH_WG_SS_IN "l"(da), "l"(db), "r"(scale_d), "n"(TA), "n"(TB)
+#define OH_WG_RS_IN "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(TB), "r"(scale_d)
 
 // d[64 x N] (+)= A[64 x 16] B[16 x N], A and B in shared memory (TA / TB: 0 K-major, 1 MN-major);
 // bf16 operands, or fp16 with F16.
@@ -112,54 +138,14 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[N / 8][4], uint64_t da, uint
 #if defined(OH_EMU)
     emu_wgmma(&d[0][0], N, nullptr, da, db, TA, TB, scale_d != 0, OH_EMU_WHERE, F16);
 #elif OH_WGMMA
-    if constexpr (N == 32 && !F16)
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, %16, %17, p, 1, 1, %19, %20;\n}\n"
-                     : OH_WG_ACC32
-                     : "l"(da), "l"(db), "r"(scale_d), "n"(TA), "n"(TB)
-                     : "memory");
-    if constexpr (N == 32 && F16)
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %18, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, %16, %17, p, 1, 1, %19, %20;\n}\n"
-                     : OH_WG_ACC32
-                     : "l"(da), "l"(db), "r"(scale_d), "n"(TA), "n"(TB)
-                     : "memory");
-    if constexpr (N == 64 && !F16)
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, %35, %36;\n}\n"
-                     : OH_WG_ACC64
-                     : "l"(da), "l"(db), "r"(scale_d), "n"(TA), "n"(TB)
-                     : "memory");
-    if constexpr (N == 64 && F16)
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, %35, %36;\n}\n"
-                     : OH_WG_ACC64
-                     : "l"(da), "l"(db), "r"(scale_d), "n"(TA), "n"(TB)
-                     : "memory");
-    if constexpr (N == 96 && !F16)
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n96k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47}, %48, %49, p, 1, 1, %51, %52;\n}\n"
-                     : OH_WG_ACC96
-                     : "l"(da), "l"(db), "r"(scale_d), "n"(TA), "n"(TB)
-                     : "memory");
-    if constexpr (N == 96 && F16)
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %50, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n96k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47}, %48, %49, p, 1, 1, %51, %52;\n}\n"
-                     : OH_WG_ACC96
-                     : "l"(da), "l"(db), "r"(scale_d), "n"(TA), "n"(TB)
-                     : "memory");
-    if constexpr (N == 128 && !F16)
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, %67, %68;\n}\n"
-                     : OH_WG_ACC128
-                     : "l"(da), "l"(db), "r"(scale_d), "n"(TA), "n"(TB)
-                     : "memory");
-    if constexpr (N == 128 && F16)
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %66, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, %64, %65, p, 1, 1, %67, %68;\n}\n"
-                     : OH_WG_ACC128
-                     : "l"(da), "l"(db), "r"(scale_d), "n"(TA), "n"(TB)
-                     : "memory");
+    if constexpr (N == 32 && !F16) OH_WG_ASM(32, "bf16", OH_WG_SS32, OH_WG_SS_IN);
+    if constexpr (N == 32 && F16) OH_WG_ASM(32, "f16", OH_WG_SS32, OH_WG_SS_IN);
+    if constexpr (N == 64 && !F16) OH_WG_ASM(64, "bf16", OH_WG_SS64, OH_WG_SS_IN);
+    if constexpr (N == 64 && F16) OH_WG_ASM(64, "f16", OH_WG_SS64, OH_WG_SS_IN);
+    if constexpr (N == 96 && !F16) OH_WG_ASM(96, "bf16", OH_WG_SS96, OH_WG_SS_IN);
+    if constexpr (N == 96 && F16) OH_WG_ASM(96, "f16", OH_WG_SS96, OH_WG_SS_IN);
+    if constexpr (N == 128 && !F16) OH_WG_ASM(128, "bf16", OH_WG_SS128, OH_WG_SS_IN);
+    if constexpr (N == 128 && F16) OH_WG_ASM(128, "f16", OH_WG_SS128, OH_WG_SS_IN);
 #else
     (void)d; (void)da; (void)db; (void)scale_d;
     __trap();
@@ -173,54 +159,14 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[N / 8][4], const uint32_t (&
 #if defined(OH_EMU)
     emu_wgmma(&d[0][0], N, a, 0, db, 0, TB, scale_d != 0, OH_EMU_WHERE, F16);
 #elif OH_WGMMA
-    if constexpr (N == 32 && !F16)
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %22, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n32k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, {%16,%17,%18,%19}, %20, p, 1, 1, %21;\n}\n"
-                     : OH_WG_ACC32
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(TB), "r"(scale_d)
-                     : "memory");
-    if constexpr (N == 32 && F16)
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %22, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n32k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15}, {%16,%17,%18,%19}, %20, p, 1, 1, %21;\n}\n"
-                     : OH_WG_ACC32
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(TB), "r"(scale_d)
-                     : "memory");
-    if constexpr (N == 64 && !F16)
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %38, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, %37;\n}\n"
-                     : OH_WG_ACC64
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(TB), "r"(scale_d)
-                     : "memory");
-    if constexpr (N == 64 && F16)
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %38, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, %37;\n}\n"
-                     : OH_WG_ACC64
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(TB), "r"(scale_d)
-                     : "memory");
-    if constexpr (N == 96 && !F16)
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %54, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n96k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47}, {%48,%49,%50,%51}, %52, p, 1, 1, %53;\n}\n"
-                     : OH_WG_ACC96
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(TB), "r"(scale_d)
-                     : "memory");
-    if constexpr (N == 96 && F16)
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %54, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n96k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47}, {%48,%49,%50,%51}, %52, p, 1, 1, %53;\n}\n"
-                     : OH_WG_ACC96
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(TB), "r"(scale_d)
-                     : "memory");
-    if constexpr (N == 128 && !F16)
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %70, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, p, 1, 1, %69;\n}\n"
-                     : OH_WG_ACC128
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(TB), "r"(scale_d)
-                     : "memory");
-    if constexpr (N == 128 && F16)
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %70, 0;\n"
-                     "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31,%32,%33,%34,%35,%36,%37,%38,%39,%40,%41,%42,%43,%44,%45,%46,%47,%48,%49,%50,%51,%52,%53,%54,%55,%56,%57,%58,%59,%60,%61,%62,%63}, {%64,%65,%66,%67}, %68, p, 1, 1, %69;\n}\n"
-                     : OH_WG_ACC128
-                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(TB), "r"(scale_d)
-                     : "memory");
+    if constexpr (N == 32 && !F16) OH_WG_ASM(32, "bf16", OH_WG_RS32, OH_WG_RS_IN);
+    if constexpr (N == 32 && F16) OH_WG_ASM(32, "f16", OH_WG_RS32, OH_WG_RS_IN);
+    if constexpr (N == 64 && !F16) OH_WG_ASM(64, "bf16", OH_WG_RS64, OH_WG_RS_IN);
+    if constexpr (N == 64 && F16) OH_WG_ASM(64, "f16", OH_WG_RS64, OH_WG_RS_IN);
+    if constexpr (N == 96 && !F16) OH_WG_ASM(96, "bf16", OH_WG_RS96, OH_WG_RS_IN);
+    if constexpr (N == 96 && F16) OH_WG_ASM(96, "f16", OH_WG_RS96, OH_WG_RS_IN);
+    if constexpr (N == 128 && !F16) OH_WG_ASM(128, "bf16", OH_WG_RS128, OH_WG_RS_IN);
+    if constexpr (N == 128 && F16) OH_WG_ASM(128, "f16", OH_WG_RS128, OH_WG_RS_IN);
 #else
     (void)d; (void)a; (void)db; (void)scale_d;
     __trap();
