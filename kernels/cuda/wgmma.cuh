@@ -127,6 +127,19 @@ template <int J> __device__ __forceinline__ void wg_fence_regs(uint32_t (&a)[J][
                  : "memory")
 // (OPS expands to two literals before OH_WG_ASM2 sees it: its OPS and PRED.)
 #define OH_WG_ASM(N, TY, OPS, ...) OH_WG_ASM2(N, TY, OPS, __VA_ARGS__)
+// The instruction for this template's N and operand type; KIND is SS or RS.
+#define OH_WG_EACH(KIND)                                                                                          \
+    do {                                                                                                          \
+        if constexpr (N == 32) OH_WG_ASM_TY(32, KIND);                                                            \
+        if constexpr (N == 64) OH_WG_ASM_TY(64, KIND);                                                            \
+        if constexpr (N == 96) OH_WG_ASM_TY(96, KIND);                                                            \
+        if constexpr (N == 128) OH_WG_ASM_TY(128, KIND);                                                          \
+    } while (0)
+#define OH_WG_ASM_TY(NN, KIND)                                                                                    \
+    do {                                                                                                          \
+        if constexpr (F16) OH_WG_ASM(NN, "f16", OH_WG_##KIND##NN, OH_WG_##KIND##_IN);                             \
+        else OH_WG_ASM(NN, "bf16", OH_WG_##KIND##NN, OH_WG_##KIND##_IN);                                          \
+    } while (0)
 #define OH_WG_SS_IN "l"(da), "l"(db), "r"(scale_d), "n"(TA), "n"(TB)
 #define OH_WG_RS_IN "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "n"(TB), "r"(scale_d)
 
@@ -138,14 +151,7 @@ __device__ __forceinline__ void wgmma_ss(float (&d)[N / 8][4], uint64_t da, uint
 #if defined(OH_EMU)
     emu_wgmma(&d[0][0], N, nullptr, da, db, TA, TB, scale_d != 0, OH_EMU_WHERE, F16);
 #elif OH_WGMMA
-    if constexpr (N == 32 && !F16) OH_WG_ASM(32, "bf16", OH_WG_SS32, OH_WG_SS_IN);
-    if constexpr (N == 32 && F16) OH_WG_ASM(32, "f16", OH_WG_SS32, OH_WG_SS_IN);
-    if constexpr (N == 64 && !F16) OH_WG_ASM(64, "bf16", OH_WG_SS64, OH_WG_SS_IN);
-    if constexpr (N == 64 && F16) OH_WG_ASM(64, "f16", OH_WG_SS64, OH_WG_SS_IN);
-    if constexpr (N == 96 && !F16) OH_WG_ASM(96, "bf16", OH_WG_SS96, OH_WG_SS_IN);
-    if constexpr (N == 96 && F16) OH_WG_ASM(96, "f16", OH_WG_SS96, OH_WG_SS_IN);
-    if constexpr (N == 128 && !F16) OH_WG_ASM(128, "bf16", OH_WG_SS128, OH_WG_SS_IN);
-    if constexpr (N == 128 && F16) OH_WG_ASM(128, "f16", OH_WG_SS128, OH_WG_SS_IN);
+    OH_WG_EACH(SS);
 #else
     (void)d; (void)da; (void)db; (void)scale_d;
     __trap();
@@ -159,14 +165,7 @@ __device__ __forceinline__ void wgmma_rs(float (&d)[N / 8][4], const uint32_t (&
 #if defined(OH_EMU)
     emu_wgmma(&d[0][0], N, a, 0, db, 0, TB, scale_d != 0, OH_EMU_WHERE, F16);
 #elif OH_WGMMA
-    if constexpr (N == 32 && !F16) OH_WG_ASM(32, "bf16", OH_WG_RS32, OH_WG_RS_IN);
-    if constexpr (N == 32 && F16) OH_WG_ASM(32, "f16", OH_WG_RS32, OH_WG_RS_IN);
-    if constexpr (N == 64 && !F16) OH_WG_ASM(64, "bf16", OH_WG_RS64, OH_WG_RS_IN);
-    if constexpr (N == 64 && F16) OH_WG_ASM(64, "f16", OH_WG_RS64, OH_WG_RS_IN);
-    if constexpr (N == 96 && !F16) OH_WG_ASM(96, "bf16", OH_WG_RS96, OH_WG_RS_IN);
-    if constexpr (N == 96 && F16) OH_WG_ASM(96, "f16", OH_WG_RS96, OH_WG_RS_IN);
-    if constexpr (N == 128 && !F16) OH_WG_ASM(128, "bf16", OH_WG_RS128, OH_WG_RS_IN);
-    if constexpr (N == 128 && F16) OH_WG_ASM(128, "f16", OH_WG_RS128, OH_WG_RS_IN);
+    OH_WG_EACH(RS);
 #else
     (void)d; (void)a; (void)db; (void)scale_d;
     __trap();
