@@ -173,6 +173,8 @@ DEV uint32_t pack_f16(float lo, float hi) {
 }
 DEV uint16_t to_bf16(float x) { return (uint16_t)(pack_bf16(x, 0.f) & 0xffffu); }
 
+/* element (r, c) of a 128-byte-swizzled [rows][64] 16-bit tile (1024-byte aligned) */
+DEV int sw64(int r, int c) { return r * 64 + ((((c >> 3) ^ r) & 7) << 3) + (c & 7); }
 DEV void st32(uint16_t *p, uint32_t v) { *reinterpret_cast<uint32_t *>(p) = v; }
 DEV uint32_t ld32(const uint16_t *p) { return *reinterpret_cast<const uint32_t *>(p); }
 
@@ -1516,6 +1518,322 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
 #undef Gts
 }
 
+/* ------------------------------------------------- k_state_fwd on wgmma (K <= 128) */
+
+/* -DOH_GDN_SF_WG=0: the mma.sync k_state_fwd above for every K (sandbox A/B). */
+#ifndef OH_GDN_SF_WG
+#define OH_GDN_SF_WG 1
+#endif
+/* 8x8 b16 matrix of a warp transposed (movmatrix): the lane holding row g,
+ * columns 2t, 2t + 1 of the result gets M[2t][g], M[2t + 1][g]. */
+DEV uint32_t mov_trans(uint32_t x) {
+#ifdef OH_EMU
+    const int lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
+    const uint32_t a = __shfl_sync(0xffffffffu, x, 8 * t + (g >> 1)), b = __shfl_sync(0xffffffffu, x, 8 * t + 4 + (g >> 1));
+    const int sh = 16 * (g & 1);
+    return ((a >> sh) & 0xffffu) | (((b >> sh) & 0xffffu) << 16);
+#else
+    uint32_t y;
+    asm volatile("movmatrix.sync.aligned.m8n8.trans.b16 %0, %1;" : "=r"(y) : "r"(x));
+    return y;
+#endif
+}
+/* The 4 warps of a warpgroup meet (named barrier 1; the signaller warp is not in it). */
+DEV void wg_bar() {
+#ifdef OH_EMU
+    emu::named_bar(1, 128, OH_EMU_WHERE);
+#else
+    asm volatile("bar.sync 1, 128;" ::: "memory");
+#endif
+}
+
+/* One warpgroup carries the recurrence of the block's 64 columns of V with
+ * the state transposed in its accumulators: S^T [64 columns][NK] (the wgmma
+ * m64nNK layout: warp w holds columns 16 w.., the K rows of the state are the
+ * accumulator's columns).  Per chunk:
+ *   X^T = S0^T Wu^T              A: S0^T from registers, as the fp16 x 2^eH that is
+ *                                stored as H; B: the Wu tile (K-major)
+ *   U^T = Uv^T 2^-eUv - X^T o gam (gam over the chunk rows, the columns here)
+ *   S^T = e^{G_63} S^T + (del o U)^T Kn
+ *                                A: (del o U)^T from registers, fp16 with one exponent
+ *                                per row (no block reduction in the way); B: the Kn
+ *                                tile (MN-major)
+ * so the state and U never go through shared memory; H and U leave through
+ * movmatrix (the transposed 8x8 pieces) as 4-byte stores.  The state rows are
+ * kept in units 2^c (c per row: the last step's exponent of del o U), so each
+ * step rescales them once.  The only block-wide values are the exponents of
+ * the stored H and U (max over the 64 columns): H's from the previous step's
+ * maxima at the step's barrier, U's at a warpgroup barrier while the state
+ * product runs.  Wu and Kn stages are [64][64] 128-byte-swizzled tiles
+ * (NK / 64 rounded up of them), cp.async'd a chunk ahead. */
+template <int KT> struct StateWgCfg {
+    static constexpr int NK = KT < 2 ? 32 : 16 * KT; /* accumulator columns (state rows, padded) */
+    static constexpr int NT = NK / 8, KS = NK / 16; /* n-tiles; k steps of X^T */
+    static constexpr int NKT = (NK + 63) / 64;      /* 64-column tiles of Wu / Kn */
+    static constexpr int TILE = 64 * 64;
+    /* stage (elements): Wu tiles, Kn tiles, Uv [64][LD64], G (64 fp32) in a 1024-byte multiple */
+    static constexpr int STG = (2 * NKT * TILE * 2 + 64 * LD64 * 2 + 256 + 1023) / 1024 * 512;
+    static constexpr int THREADS = 160; /* the warpgroup and the signaller warp */
+};
+template <int KT> static size_t state_wg_smem() {
+    return 1024 + (size_t)2 * StateWgCfg<KT>::STG * 2 + carve16(12 * 4);
+}
+
+template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_wg(Ctx c) {
+    typedef StateWgCfg<KT> C;
+    constexpr int NK = C::NK, NT = C::NT, KS = C::KS, NKT = C::NKT, TILE = C::TILE, STG = C::STG;
+    const int vb = blockIdx.x, h = blockIdx.y, doc = blockIdx.z;
+    const int K = c.K, V = c.V, Hv = c.Hv, nvb = c.nvb;
+    const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g4 = lane >> 2, t4 = lane & 3;
+    const int *dt = c.tab + 4 + 4 * c.ncmax + 2 * doc;
+    const int first = dt[0], cnt = dt[1];
+    const int col0 = vb * 64 + 16 * w;  /* this warp's first V column (rows 16 w.. of S^T) */
+    const bool wok = col0 < V;          /* V % 16 == 0: all of the warp's columns or none */
+
+    Carve cv{GDN_SMEM()};
+    cv.p += (1024u - (smem_u32(cv.p) & 1023u)) & 1023u;
+    uint16_t *stg = cv.take<uint16_t>(2 * STG);
+    float *redS = cv.take<float>(12), *redU = redS + 8; /* [parity][warp] max |S|; [warp] max |U| */
+    allow_dependents();
+    trace_mark(c, false);
+    const StateSig sg{c.flP, c.flS, first, 1, cnt, Hv, h};
+    if (w == 4) { /* the signaller: one barrier a step, flags after it */
+        if (lane == 0) sig_pre(sg);
+        __syncwarp();
+        for (int it = 0; it < cnt; it++) {
+            BAR_ANY();
+            if (lane == 0) sig_step(sg, it);
+            __syncwarp();
+        }
+        BAR_ANY();
+        if (lane == 0) sig_post(sg);
+        return;
+    }
+#define Wts(s) (stg + (s) * STG)
+#define Kts(s) (stg + (s) * STG + NKT * TILE)
+#define Uvs(s) (stg + (s) * STG + 2 * NKT * TILE)
+#define Gts(s) reinterpret_cast<float *>(stg + (s) * STG + 2 * NKT * TILE + 64 * LD64)
+
+    /* copies of a stage: Wu, Kn pieces (row j, 8 columns c8) to tile c8 / 8 swizzled; Uv rows; G */
+    constexpr int NP = 64 * (NK / 8), NPI = (NP + 127) / 128, NV = 64 * 8 / 128;
+    uint32_t po[NPI], go[NPI], pok = 0, vo[NV], vgo[NV], vok = 0;
+#pragma unroll
+    for (int i = 0; i < NPI; i++) {
+        const int p = tid + 128 * i, j = p / (NK / 8), c8 = p % (NK / 8);
+        po[i] = (uint32_t)((c8 >> 3) * TILE + sw64(j, (c8 & 7) * 8));
+        go[i] = (uint32_t)(j * K + c8 * 8);
+        if (p < NP && c8 * 8 < K) pok |= 1u << i;
+    }
+#pragma unroll
+    for (int i = 0; i < NV; i++) {
+        const int p = tid + 128 * i, j = p >> 3, c8 = p & 7;
+        vo[i] = (uint32_t)(j * LD64 + c8 * 8);
+        vgo[i] = (uint32_t)(j * V + vb * 64 + c8 * 8);
+        if (vb * 64 + c8 * 8 < V) vok |= 1u << i;
+    }
+    auto load = [&](int s, int ci) {
+        const size_t chh = (size_t)ci * Hv + h;
+        const uint16_t *wu = c.Wu + chh * 64 * K, *kn = c.Kn + chh * 64 * K, *uv = c.Uv + chh * 64 * V;
+#pragma unroll
+        for (int i = 0; i < NPI; i++) {
+            if (NP % 128 == 0 || tid + 128 * i < NP) {
+                const bool v = (pok >> i) & 1u;
+                cp_async16(Wts(s) + po[i], v ? wu + go[i] : wu, v);
+                cp_async16(Kts(s) + po[i], v ? kn + go[i] : kn, v);
+            }
+        }
+#pragma unroll
+        for (int i = 0; i < NV; i++) {
+            const bool v = (vok >> i) & 1u;
+            cp_async16(Uvs(s) + vo[i], v ? uv + vgo[i] : uv, v);
+        }
+        if (tid < 16) cp_async16(Gts(s) + 4 * tid, c.G + chh * 64 + 4 * tid, true);
+    };
+
+    /* S^T: S[n][e] = state row d = 8 n + 2 t4 + (e & 1), column col0 + g4 + 8 (e >> 1), in units 2^cr[e >> 1] */
+    float S[NT][4];
+    int cr[2] = {0, 0};
+    {
+        float m = 0.f;
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int d = 8 * n + 2 * t4 + (e & 1), col = col0 + g4 + 8 * (e >> 1);
+                S[n][e] = (c.s0 && wok && d < K) ? c.s0[(((size_t)doc * Hv + h) * K + d) * V + col] : 0.f;
+                m = fmaxf(m, fabsf(S[n][e]));
+            }
+        m = warp_max(m);
+        if (lane == 0) redS[4 + w] = m; /* slot (-1) & 1 */
+    }
+    if (cnt > 0) {
+        flag_wait(c.flP + (size_t)first * Hv + h, 1);
+        load(0, first);
+        cp_async_commit();
+    }
+    int eUv_next = cnt > 0 ? ld_l2(c.eUv + ((size_t)first * Hv + h) * nvb + vb) : 0;
+    float X[8][4]; /* X^T, then U^T (chunk rows j = 8 n + 2 t4 + (e & 1)) */
+#pragma unroll
+    for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) X[n][e] = 0.f;
+    for (int it = 0; it < cnt; it++) {
+        const int ci = first + it, s = it & 1;
+        const size_t chh = (size_t)ci * Hv + h;
+        const int eUv = eUv_next;
+        cp_async_wait<0>();
+        fence_async_smem();
+        BAR_STEP(); /* this chunk's tiles are in; the previous step is done everywhere */
+        /* H = S0 as fp16 x 2^eH: the A operand of X^T */
+        float m = fmaxf(fmaxf(redS[4 * ((it + 1) & 1)], redS[4 * ((it + 1) & 1) + 1]),
+                        fmaxf(redS[4 * ((it + 1) & 1) + 2], redS[4 * ((it + 1) & 1) + 3]));
+        const int eH = scale_exp(m);
+        uint32_t ah[KS][4];
+        {
+            const float f0 = exp2i(eH - cr[0]), f1 = exp2i(eH - cr[1]);
+#pragma unroll
+            for (int kk = 0; kk < KS; kk++) acc_to_a_f16(ah[kk], S[2 * kk], S[2 * kk + 1], f0, f1);
+        }
+        {
+            const uint64_t wd = wg_desc(Wts(s), 16, 1024);
+            wg_fence_acc(X);
+            wg_fence_regs(ah);
+            wg_arrive();
+#pragma unroll
+            for (int kk = 0; kk < KT; kk++)
+                wgmma_rs<64, 0, true>(X, ah[kk], wg_desc_add(wd, (kk >> 2) * TILE * 2 + 32 * (kk & 3)), kk > 0);
+            wg_commit();
+        }
+        /* meanwhile: the next chunk's copies, H's stores, the gates */
+        if (it + 1 < cnt) {
+            load(s ^ 1, ci + 1);
+            cp_async_commit();
+            eUv_next = ld_l2(c.eUv + (chh + Hv) * nvb + vb);
+        }
+        if (tid == 0) c.eH[chh * nvb + vb] = eH;
+        if (wok) {
+            uint16_t *Hc = c.H + chh * K * V + (size_t)g4 * V + col0 + 2 * t4;
+#pragma unroll
+            for (int kk = 0; kk < KS; kk++)
+#pragma unroll
+                for (int q = 0; q < 4; q++) { /* a[q]: columns +8 (q & 1), state rows 16 kk + 8 (q >> 1) */
+                    const int d0 = 16 * kk + 8 * (q >> 1);
+                    const uint32_t tq = mov_trans(ah[kk][q]);
+                    if (d0 + g4 < K) st32(Hc + (size_t)d0 * V + 8 * (q & 1), tq);
+                }
+        }
+        const float *Gt = Gts(s);
+        const float glast = Gt[63], iH = exp2i(-eH), iUv = exp2i(-eUv);
+        float gm[8][2], dl[8][2]; /* gam_j 2^-eH and del_j at this thread's chunk rows j = 8 n + 2 t4 + i */
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                const float gj = Gt[8 * n + 2 * t4 + i];
+                gm[n][i] = fexp(gj) * iH;
+                dl[n][i] = fexp(glast - gj);
+            }
+        uint32_t uv[4][4]; /* Uv^T: uv[np][q] = n-tile 2 np + (q >> 1), rows +8 (q & 1) */
+#pragma unroll
+        for (int np = 0; np < 4; np++)
+            ldsm4t(uv[np], Uvs(s) + (16 * np + (lane & 7) + ((lane >> 4) << 3)) * LD64 + 16 * w + (((lane >> 3) & 1) << 3));
+        wg_wait<0>();
+        wg_fence_acc(X);
+        /* U^T, its max, del o U per row */
+        float mu = 0.f, md[2] = {0.f, 0.f};
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const uint32_t p = uv[n >> 1][2 * (n & 1) + (e >> 1)];
+                const float u = ((e & 1) ? h2f_hi(p) : h2f_lo(p)) * iUv - X[n][e] * gm[n][e & 1];
+                X[n][e] = u;
+                mu = fmaxf(mu, fabsf(u));
+                md[e >> 1] = fmaxf(md[e >> 1], fabsf(u) * dl[n][e & 1]);
+            }
+        int ed[2];
+#pragma unroll
+        for (int i = 0; i < 2; i++) ed[i] = scale_exp(quad_max(md[i]));
+        uint32_t au[4][4];
+        {
+            const float x0 = exp2i(ed[0]), x1 = exp2i(ed[1]);
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+                const int n0 = 2 * kk, n1 = 2 * kk + 1;
+                au[kk][0] = pack_f16(X[n0][0] * dl[n0][0] * x0, X[n0][1] * dl[n0][1] * x0);
+                au[kk][1] = pack_f16(X[n0][2] * dl[n0][0] * x1, X[n0][3] * dl[n0][1] * x1);
+                au[kk][2] = pack_f16(X[n1][0] * dl[n1][0] * x0, X[n1][1] * dl[n1][1] * x0);
+                au[kk][3] = pack_f16(X[n1][2] * dl[n1][0] * x1, X[n1][3] * dl[n1][1] * x1);
+            }
+        }
+        /* S^T = e^{G_63} S^T + (del o U)^T Kn, the rows now in units 2^ed */
+        {
+            const float dec = fexp(glast), r0 = dec * exp2i(ed[0] - cr[0]), r1 = dec * exp2i(ed[1] - cr[1]);
+#pragma unroll
+            for (int n = 0; n < NT; n++) {
+                S[n][0] *= r0;
+                S[n][1] *= r0;
+                S[n][2] *= r1;
+                S[n][3] *= r1;
+            }
+            cr[0] = ed[0];
+            cr[1] = ed[1];
+            const uint64_t kd = wg_desc(Kts(s), 8192, 1024);
+            wg_fence_acc(S);
+            wg_fence_regs(au);
+            wg_arrive();
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) wgmma_rs<NK, 1, true>(S, au[kk], wg_desc_add(kd, 2048 * kk), 1);
+            wg_commit();
+        }
+        /* meanwhile: U to global, fp16 x 2^eU, one exponent for the block's 64 columns */
+        mu = warp_max(mu);
+        if (lane == 0) redU[w] = mu;
+        wg_bar();
+        const int eU = scale_exp(fmaxf(fmaxf(redU[0], redU[1]), fmaxf(redU[2], redU[3])));
+        if (tid == 0) c.eU[chh * nvb + vb] = eU;
+        if (wok) {
+            const float sU = exp2i(eU);
+            uint16_t *Uc = c.U + (chh * 64 + g4) * V + col0 + 2 * t4;
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++)
+                    st32(Uc + (size_t)(8 * n) * V + 8 * hf,
+                         mov_trans(pack_f16(X[n][2 * hf] * sU, X[n][2 * hf + 1] * sU)));
+        }
+        wg_wait<0>();
+        wg_fence_acc(S);
+        {
+            const float i0 = exp2i(-cr[0]), i1 = exp2i(-cr[1]);
+            float m0 = 0.f, m1 = 0.f;
+#pragma unroll
+            for (int n = 0; n < NT; n++) {
+                m0 = fmaxf(m0, fmaxf(fabsf(S[n][0]), fabsf(S[n][1])));
+                m1 = fmaxf(m1, fmaxf(fabsf(S[n][2]), fabsf(S[n][3])));
+            }
+            m = warp_max(fmaxf(m0 * i0, m1 * i1));
+            if (lane == 0) redS[4 * (it & 1) + w] = m;
+        }
+    }
+    if (c.s_final && wok) {
+        const float i0 = exp2i(-cr[0]), i1 = exp2i(-cr[1]);
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int d = 8 * n + 2 * t4 + (e & 1), col = col0 + g4 + 8 * (e >> 1);
+                if (d < K) c.s_final[(((size_t)doc * Hv + h) * K + d) * V + col] = S[n][e] * ((e >> 1) ? i1 : i0);
+            }
+    }
+    BAR_STEP(); /* the signaller reports the last chunk */
+    trace_mark(c, true);
+#undef Wts
+#undef Kts
+#undef Uvs
+#undef Gts
+}
+
 /* ------------------------------------------------------------------- k_out */
 
 static size_t out_smem(int K) {
@@ -1976,8 +2294,6 @@ template <int KBT> struct ChunkBwdCfg {
     static constexpr size_t POST = 2 * 64 * LD64 * 2 + 64 * (KB + 4) * 4; /* Ph, Zh, Xch */
     static constexpr size_t STAGE_BYTES = 2 * STG * 2 > POST ? 2 * STG * 2 : POST;
 };
-/* element (r, c) of a 128-byte-swizzled [rows][64] 16-bit tile (1024-byte aligned) */
-DEV int sw64(int r, int c) { return r * 64 + ((((c >> 3) ^ r) & 7) << 3) + (c & 7); }
 
 template <int KBT> static size_t chunk_bwd_smem() {
     typedef ChunkBwdCfg<KBT> C;
@@ -2980,6 +3296,7 @@ static int kt_of(int K) {
 }
 template <int KT> static KernelCfg state_cfg(bool bwd) {
     if (bwd) return KernelCfg{k_state_bwd<KT>, state_bwd_smem<KT>(), StateCfg<KT>::THREADS};
+    if (OH_GDN_SF_WG && KT <= 8) return KernelCfg{k_state_fwd_wg<KT <= 8 ? KT : 8>, state_wg_smem<KT <= 8 ? KT : 8>(), 160};
     return KernelCfg{k_state_fwd<KT>, state_smem<KT>(), StateCfg<KT>::THREADS};
 }
 static KernelCfg state_kernel(int K, bool bwd) {
