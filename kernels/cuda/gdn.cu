@@ -1547,6 +1547,50 @@ DEV void wg_bar() {
 #endif
 }
 
+/* A thread's share (of 128) of copying [64][K] 16-bit rows (row stride K) into
+ * the NK / 64 (rounded up) 128-byte-swizzled [64][64] tiles of a wgmma
+ * operand, tile t holding columns [64 t, 64 t + 64); columns in [K, NK) are
+ * zero-filled, those past NK not written. */
+template <int NK> struct SwPlan {
+    static constexpr int NP = 64 * (NK / 8), N = (NP + 127) / 128;
+    uint32_t so[N], go[N];
+    uint32_t ok; /* bit i: a real copy (else zero-fill) */
+    __device__ __forceinline__ void init(int tid, int K) {
+        ok = 0;
+#pragma unroll
+        for (int i = 0; i < N; i++) {
+            const int p = tid + 128 * i, j = p / (NK / 8), c8 = p % (NK / 8);
+            so[i] = (uint32_t)((c8 >> 3) * 64 * 64 + sw64(j, (c8 & 7) * 8));
+            go[i] = (uint32_t)(j * K + c8 * 8);
+            if (c8 * 8 < K) ok |= 1u << i;
+        }
+    }
+    __device__ __forceinline__ void copy(uint16_t *dst, const uint16_t *src, int tid) const {
+#pragma unroll
+        for (int i = 0; i < N; i++) {
+            if (NP % 128 == 0 || tid + 128 * i < NP) {
+                const bool v = (ok >> i) & 1u;
+                cp_async16(dst + so[i], v ? src + go[i] : src, v);
+            }
+        }
+    }
+};
+/* The signaller of the one-barrier state kernels: after step it's barrier it
+ * reports chunk it - 1 done (its stores precede the barrier) and waits for
+ * the producer's flag of chunk it + 2 (loaded after the next step's barrier). */
+DEV void state_signaller1(const StateSig &g) {
+    const int lane = threadIdx.x & 31;
+    if (lane == 0) sig_pre(g);
+    __syncwarp();
+    for (int it = 0; it < g.cnt; it++) {
+        BAR_ANY();
+        if (lane == 0) sig_step(g, it);
+        __syncwarp();
+    }
+    BAR_ANY();
+    if (lane == 0) sig_post(g);
+}
+
 /* One warpgroup carries the recurrence of the block's 64 columns of V with
  * the state transposed in its accumulators: S^T [64 columns][NK] (the wgmma
  * m64nNK layout: warp w holds columns 16 w.., the K rows of the state are the
@@ -1597,16 +1641,8 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
     allow_dependents();
     trace_mark(c, false);
     const StateSig sg{c.flP, c.flS, first, 1, cnt, Hv, h};
-    if (w == 4) { /* the signaller: one barrier a step, flags after it */
-        if (lane == 0) sig_pre(sg);
-        __syncwarp();
-        for (int it = 0; it < cnt; it++) {
-            BAR_ANY();
-            if (lane == 0) sig_step(sg, it);
-            __syncwarp();
-        }
-        BAR_ANY();
-        if (lane == 0) sig_post(sg);
+    if (w == 4) {
+        state_signaller1(sg);
         return;
     }
 #define Wts(s) (stg + (s) * STG)
@@ -1614,39 +1650,16 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
 #define Uvs(s) (stg + (s) * STG + 2 * NKT * TILE)
 #define Gts(s) reinterpret_cast<float *>(stg + (s) * STG + 2 * NKT * TILE + 64 * LD64)
 
-    /* copies of a stage: Wu, Kn pieces (row j, 8 columns c8) to tile c8 / 8 swizzled; Uv rows; G */
-    constexpr int NP = 64 * (NK / 8), NPI = (NP + 127) / 128, NV = 64 * 8 / 128;
-    uint32_t po[NPI], go[NPI], pok = 0, vo[NV], vgo[NV], vok = 0;
-#pragma unroll
-    for (int i = 0; i < NPI; i++) {
-        const int p = tid + 128 * i, j = p / (NK / 8), c8 = p % (NK / 8);
-        po[i] = (uint32_t)((c8 >> 3) * TILE + sw64(j, (c8 & 7) * 8));
-        go[i] = (uint32_t)(j * K + c8 * 8);
-        if (p < NP && c8 * 8 < K) pok |= 1u << i;
-    }
-#pragma unroll
-    for (int i = 0; i < NV; i++) {
-        const int p = tid + 128 * i, j = p >> 3, c8 = p & 7;
-        vo[i] = (uint32_t)(j * LD64 + c8 * 8);
-        vgo[i] = (uint32_t)(j * V + vb * 64 + c8 * 8);
-        if (vb * 64 + c8 * 8 < V) vok |= 1u << i;
-    }
+    /* a stage's copies: Wu, Kn into swizzled tiles, this block's Uv columns, G */
+    SwPlan<NK> pk;
+    TilePlan<64, 8, 128> pv;
+    pk.init(tid, K);
+    pv.init(tid, LD64, V, V - vb * 64);
     auto load = [&](int s, int ci) {
         const size_t chh = (size_t)ci * Hv + h;
-        const uint16_t *wu = c.Wu + chh * 64 * K, *kn = c.Kn + chh * 64 * K, *uv = c.Uv + chh * 64 * V;
-#pragma unroll
-        for (int i = 0; i < NPI; i++) {
-            if (NP % 128 == 0 || tid + 128 * i < NP) {
-                const bool v = (pok >> i) & 1u;
-                cp_async16(Wts(s) + po[i], v ? wu + go[i] : wu, v);
-                cp_async16(Kts(s) + po[i], v ? kn + go[i] : kn, v);
-            }
-        }
-#pragma unroll
-        for (int i = 0; i < NV; i++) {
-            const bool v = (vok >> i) & 1u;
-            cp_async16(Uvs(s) + vo[i], v ? uv + vgo[i] : uv, v);
-        }
+        pk.copy(Wts(s), c.Wu + chh * 64 * K, tid);
+        pk.copy(Kts(s), c.Kn + chh * 64 * K, tid);
+        pv.copy(Uvs(s), c.Uv + chh * 64 * V + vb * 64, tid);
         if (tid < 16) cp_async16(Gts(s) + 4 * tid, c.G + chh * 64 + 4 * tid, true);
     };
 
@@ -2269,6 +2282,306 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
 #undef dOs
 #undef Gts
 #undef ROWOK
+}
+
+/* ------------------------------------------------- k_state_bwd on wgmma (K <= 128) */
+
+/* -DOH_GDN_SB_WG=0: the mma.sync k_state_bwd for every K (sandbox A/B). */
+#ifndef OH_GDN_SB_WG
+#define OH_GDN_SB_WG 1
+#endif
+/* The backward's signaller warp preparing dO (dprep_load / dprep_store) for
+ * the one-barrier kernel: chunk j of the reverse walk is loaded by the others
+ * after step j - 1's barrier, so it is stored and fenced before that.  Chunks
+ * 0 and 1 are prepared before the first step (0 before a barrier of its own),
+ * chunk 2 copied in; after step it's barrier the warp stores chunk it + 2,
+ * fences (with the flag of chunk it - 1) and copies chunk it + 3 in. */
+DEV void state_signaller_bwd1(const Ctx &c, const StateSig &g, int vb, uint16_t *buf) {
+    const int lane = threadIdx.x & 31;
+    auto chunk = [&](int j) { return g.ci0 + g.dir * j; };
+    for (int j = 0; j < 2 && j < g.cnt; j++) {
+        dprep_load(c, buf, chunk(j), g.h, vb);
+        dprep_store(c, buf, chunk(j), g.h, vb);
+        gpu_fence();
+        if (j == 0) BAR_ANY();
+    }
+    if (g.cnt == 0) BAR_ANY();
+    if (g.cnt > 2) dprep_load(c, buf, chunk(2), g.h, vb);
+    for (int it = 0; it < g.cnt; it++) {
+        BAR_ANY();
+        if (it + 2 < g.cnt) dprep_store(c, buf, chunk(it + 2), g.h, vb);
+        __syncwarp(); /* every lane's stores before lane 0's fence */
+        if (it == 0)
+            gpu_fence();
+        else if (lane == 0)
+            flag_signal(g.done + (size_t)chunk(it - 1) * g.Hv + g.h); /* its fence: chunk it + 2 */
+        if (it + 3 < g.cnt) dprep_load(c, buf, chunk(it + 3), g.h, vb);
+        __syncwarp();
+    }
+    BAR_ANY();
+    if (lane == 0) sig_post(g);
+}
+
+/* The reverse recurrence the same way as k_state_fwd_wg: dH^T [64 columns][NK]
+ * in the accumulators.  Per chunk (last first):
+ *   dU2^T = dH^T Kn^T       A: dH^T as the fp16 x 2^edH stored as dH; B: Kn tiles (K-major)
+ *   dU1^T = dO^T P          A: dO^T by ldmatrix.trans from the dO tile; B: P (MN-major)
+ *   dU = dU1 + del o dU2 (stored for k_chunk_bwd),  Y = gam o dU1 + e^{G_63} dU2,  Z = gam o dO
+ *   dH^T = e^{G_63} dH^T + [Z^T | -Y^T] [Qn ; Wu]
+ *                           one product of k = 128 (Qn, Wu tiles MN-major), its A
+ *                           from registers with one exponent per row for Z and Y. */
+template <int KT> struct StateBwdWgCfg {
+    static constexpr int NK = StateWgCfg<KT>::NK, NT = NK / 8, KS = NK / 16, NKT = (NK + 63) / 64;
+    static constexpr int TILE = 64 * 64;
+    /* stage (elements): Kn, Wu, Qn tiles, P tile, dO [64][LD64], G (64 fp32), in a 1024-byte multiple */
+    static constexpr int STG = (3 * NKT * TILE * 2 + TILE * 2 + 64 * LD64 * 2 + 256 + 1023) / 1024 * 512;
+};
+template <int KT> static size_t state_bwd_wg_smem() {
+    return 1024 + (size_t)2 * StateBwdWgCfg<KT>::STG * 2 + carve16(12 * 4) + carve16(64 * 64 * 2);
+}
+
+template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_wg(Ctx c) {
+    typedef StateBwdWgCfg<KT> C;
+    constexpr int NK = C::NK, NT = C::NT, KS = C::KS, NKT = C::NKT, TILE = C::TILE, STG = C::STG;
+    const int vb = blockIdx.x, h = blockIdx.y, doc = blockIdx.z;
+    const int K = c.K, V = c.V, Hv = c.Hv, nvb = c.nvb;
+    const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g4 = lane >> 2, t4 = lane & 3;
+    const int *dt = c.tab + 4 + 4 * c.ncmax + 2 * doc;
+    const int first = dt[0], cnt = dt[1];
+    const int col0 = vb * 64 + 16 * w;
+    const bool wok = col0 < V;
+
+    Carve cv{GDN_SMEM()};
+    cv.p += (1024u - (smem_u32(cv.p) & 1023u)) & 1023u;
+    uint16_t *stg = cv.take<uint16_t>(2 * STG);
+    float *redS = cv.take<float>(12), *redU = redS + 8;
+    allow_dependents();
+    trace_mark(c, false);
+    const StateSig sg{c.flD, c.flB, first + cnt - 1, -1, cnt, Hv, h};
+    if (w == 4) {
+        if (c.self_prep)
+            state_signaller_bwd1(c, sg, vb, cv.take<uint16_t>(64 * 64));
+        else
+            state_signaller1(sg);
+        return;
+    }
+#define Kts(s) (stg + (s) * STG)
+#define Wts(s) (stg + (s) * STG + NKT * TILE)
+#define Qts(s) (stg + (s) * STG + 2 * NKT * TILE)
+#define Pts(s) (stg + (s) * STG + 3 * NKT * TILE)
+#define dOs(s) (stg + (s) * STG + 3 * NKT * TILE + TILE)
+#define Gts(s) reinterpret_cast<float *>(stg + (s) * STG + 3 * NKT * TILE + TILE + 64 * LD64)
+    SwPlan<NK> pk;
+    SwPlan<64> pp;
+    TilePlan<64, 8, 128> pv;
+    pk.init(tid, K);
+    pp.init(tid, 64);
+    pv.init(tid, LD64, V, V - vb * 64);
+    auto load = [&](int s, int ci) {
+        const size_t chh = (size_t)ci * Hv + h;
+        pk.copy(Kts(s), c.Kn + chh * 64 * K, tid);
+        pk.copy(Wts(s), c.Wu + chh * 64 * K, tid);
+        pk.copy(Qts(s), c.Qn + chh * 64 * K, tid);
+        pp.copy(Pts(s), c.P + chh * 64 * 64, tid);
+        pv.copy(dOs(s), c.dOh + chh * 64 * V + vb * 64, tid);
+        if (tid < 16) cp_async16(Gts(s) + 4 * tid, c.G + chh * 64 + 4 * tid, true);
+    };
+
+    /* dH^T: S[n][e] = row d = 8 n + 2 t4 + (e & 1) of dH, column col0 + g4 + 8 (e >> 1), in units 2^cr[e >> 1] */
+    float S[NT][4];
+    int cr[2] = {0, 0};
+    {
+        float m = 0.f;
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int d = 8 * n + 2 * t4 + (e & 1), col = col0 + g4 + 8 * (e >> 1);
+                S[n][e] = (c.ds_final && wok && d < K) ? c.ds_final[(((size_t)doc * Hv + h) * K + d) * V + col] : 0.f;
+                m = fmaxf(m, fabsf(S[n][e]));
+            }
+        m = warp_max(m);
+        if (lane == 0) redS[4 + w] = m;
+    }
+    if (c.self_prep)
+        BAR_STEP(); /* the signaller has prepared the first chunk's dO */
+    else if (cnt > 0)
+        flag_wait(c.flD + (size_t)(first + cnt - 1) * Hv + h, 1);
+    if (cnt > 0) {
+        load(0, first + cnt - 1);
+        cp_async_commit();
+    }
+    float U1[8][4], U2[8][4]; /* dU1^T, dU2^T; then dU^T and Y^T (chunk rows j = 8 n + 2 t4 + (e & 1)) */
+#pragma unroll
+    for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) U1[n][e] = U2[n][e] = 0.f;
+    for (int it = 0; it < cnt; it++) {
+        const int ci = first + cnt - 1 - it, s = it & 1;
+        const size_t chh = (size_t)ci * Hv + h;
+        cp_async_wait<0>();
+        fence_async_smem();
+        BAR_STEP();
+        float m = fmaxf(fmaxf(redS[4 * ((it + 1) & 1)], redS[4 * ((it + 1) & 1) + 1]),
+                        fmaxf(redS[4 * ((it + 1) & 1) + 2], redS[4 * ((it + 1) & 1) + 3]));
+        const int edH = scale_exp(m);
+        uint32_t ah[KS][4], ao[4][4];
+        {
+            const float f0 = exp2i(edH - cr[0]), f1 = exp2i(edH - cr[1]);
+#pragma unroll
+            for (int kk = 0; kk < KS; kk++) acc_to_a_f16(ah[kk], S[2 * kk], S[2 * kk + 1], f0, f1);
+        }
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++)
+            ldsm4t(ao[kk], dOs(s) + (16 * kk + (lane & 7) + ((lane >> 4) << 3)) * LD64 + 16 * w + (((lane >> 3) & 1) << 3));
+        {
+            const uint64_t kd = wg_desc(Kts(s), 16, 1024), pd = wg_desc(Pts(s), 8192, 1024);
+            wg_fence_acc(U1);
+            wg_fence_acc(U2);
+            wg_fence_regs(ah);
+            wg_fence_regs(ao);
+            wg_arrive();
+#pragma unroll
+            for (int kk = 0; kk < KT; kk++)
+                wgmma_rs<64, 0, true>(U2, ah[kk], wg_desc_add(kd, (kk >> 2) * TILE * 2 + 32 * (kk & 3)), kk > 0);
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) wgmma_rs<64, 1, true>(U1, ao[kk], wg_desc_add(pd, 2048 * kk), kk > 0);
+            wg_commit();
+        }
+        /* meanwhile: the next chunk's copies, dH's stores, the gates */
+        if (it + 1 < cnt) {
+            load(s ^ 1, ci - 1);
+            cp_async_commit();
+        }
+        if (tid == 0) c.edH[chh * nvb + vb] = edH;
+        if (wok) {
+            uint16_t *Hc = c.dH + chh * K * V + (size_t)g4 * V + col0 + 2 * t4;
+#pragma unroll
+            for (int kk = 0; kk < KS; kk++)
+#pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    const int d0 = 16 * kk + 8 * (q >> 1);
+                    const uint32_t tq = mov_trans(ah[kk][q]);
+                    if (d0 + g4 < K) st32(Hc + (size_t)d0 * V + 8 * (q & 1), tq);
+                }
+        }
+        const float *Gt = Gts(s);
+        const float glast = Gt[63], eg = fexp(glast);
+        const float idO = exp2i(-ld_l2(c.edO + chh * nvb + vb)), idH = exp2i(-edH);
+        float gm[8][2], dl[8][2]; /* gam_j, del_j at this thread's chunk rows */
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                const float gj = Gt[8 * n + 2 * t4 + i];
+                gm[n][i] = fexp(gj);
+                dl[n][i] = fexp(glast - gj);
+            }
+        wg_wait<0>();
+        wg_fence_acc(U1);
+        wg_fence_acc(U2);
+        /* dU, Y; the row maxima of |Z| and |Y| (one exponent per row for both) */
+        float mu = 0.f, mr[2] = {0.f, 0.f};
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const float uo = U1[n][e] * idO, uh = U2[n][e] * idH;
+                const float du = uo + dl[n][e & 1] * uh, y = gm[n][e & 1] * uo + eg * uh;
+                const uint32_t p = ao[n >> 1][2 * (n & 1) + (e >> 1)];
+                const float z = ((e & 1) ? h2f_hi(p) : h2f_lo(p)) * idO * gm[n][e & 1];
+                U1[n][e] = du;
+                U2[n][e] = y;
+                mu = fmaxf(mu, fabsf(du));
+                mr[e >> 1] = fmaxf(mr[e >> 1], fmaxf(fabsf(y), fabsf(z)));
+            }
+        int er[2];
+#pragma unroll
+        for (int i = 0; i < 2; i++) er[i] = scale_exp(quad_max(mr[i]));
+        uint32_t az[4][4], ay[4][4]; /* Z^T, -Y^T as fp16 x 2^er */
+        {
+            const float x0 = exp2i(er[0]), x1 = exp2i(er[1]), z0 = idO * x0, z1 = idO * x1;
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) {
+                const int n0 = 2 * kk, n1 = 2 * kk + 1;
+                az[kk][0] = pack_f16(h2f_lo(ao[kk][0]) * gm[n0][0] * z0, h2f_hi(ao[kk][0]) * gm[n0][1] * z0);
+                az[kk][1] = pack_f16(h2f_lo(ao[kk][1]) * gm[n0][0] * z1, h2f_hi(ao[kk][1]) * gm[n0][1] * z1);
+                az[kk][2] = pack_f16(h2f_lo(ao[kk][2]) * gm[n1][0] * z0, h2f_hi(ao[kk][2]) * gm[n1][1] * z0);
+                az[kk][3] = pack_f16(h2f_lo(ao[kk][3]) * gm[n1][0] * z1, h2f_hi(ao[kk][3]) * gm[n1][1] * z1);
+                acc_to_a_f16(ay[kk], U2[n0], U2[n1], -x0, -x1);
+            }
+        }
+        /* dH^T = e^{G_63} dH^T + Z^T Qn - Y^T Wu, the rows now in units 2^er */
+        {
+            const float r0 = eg * exp2i(er[0] - cr[0]), r1 = eg * exp2i(er[1] - cr[1]);
+#pragma unroll
+            for (int n = 0; n < NT; n++) {
+                S[n][0] *= r0;
+                S[n][1] *= r0;
+                S[n][2] *= r1;
+                S[n][3] *= r1;
+            }
+            cr[0] = er[0];
+            cr[1] = er[1];
+            const uint64_t qd = wg_desc(Qts(s), 8192, 1024), wd = wg_desc(Wts(s), 8192, 1024);
+            wg_fence_acc(S);
+            wg_fence_regs(az);
+            wg_fence_regs(ay);
+            wg_arrive();
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) wgmma_rs<NK, 1, true>(S, az[kk], wg_desc_add(qd, 2048 * kk), 1);
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) wgmma_rs<NK, 1, true>(S, ay[kk], wg_desc_add(wd, 2048 * kk), 1);
+            wg_commit();
+        }
+        /* meanwhile: dU to global (the Uv buffer), fp16 x 2^edU, one exponent for the block */
+        mu = warp_max(mu);
+        if (lane == 0) redU[w] = mu;
+        wg_bar();
+        const int edU = scale_exp(fmaxf(fmaxf(redU[0], redU[1]), fmaxf(redU[2], redU[3])));
+        if (tid == 0) c.eUv[chh * nvb + vb] = edU;
+        if (wok) {
+            const float sU = exp2i(edU);
+            uint16_t *Uc = c.Uv + (chh * 64 + g4) * V + col0 + 2 * t4;
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++)
+                    st32(Uc + (size_t)(8 * n) * V + 8 * hf,
+                         mov_trans(pack_f16(U1[n][2 * hf] * sU, U1[n][2 * hf + 1] * sU)));
+        }
+        wg_wait<0>();
+        wg_fence_acc(S);
+        {
+            const float i0 = exp2i(-cr[0]), i1 = exp2i(-cr[1]);
+            float m0 = 0.f, m1 = 0.f;
+#pragma unroll
+            for (int n = 0; n < NT; n++) {
+                m0 = fmaxf(m0, fmaxf(fabsf(S[n][0]), fabsf(S[n][1])));
+                m1 = fmaxf(m1, fmaxf(fabsf(S[n][2]), fabsf(S[n][3])));
+            }
+            m = warp_max(fmaxf(m0 * i0, m1 * i1));
+            if (lane == 0) redS[4 * (it & 1) + w] = m;
+        }
+    }
+    if (c.ds0 && wok) {
+        const float i0 = exp2i(-cr[0]), i1 = exp2i(-cr[1]);
+#pragma unroll
+        for (int n = 0; n < NT; n++)
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int d = 8 * n + 2 * t4 + (e & 1), col = col0 + g4 + 8 * (e >> 1);
+                if (d < K) c.ds0[(((size_t)doc * Hv + h) * K + d) * V + col] = S[n][e] * ((e >> 1) ? i1 : i0);
+            }
+    }
+    BAR_STEP(); /* the signaller reports the last chunk */
+    trace_mark(c, true);
+#undef Kts
+#undef Wts
+#undef Qts
+#undef Pts
+#undef dOs
+#undef Gts
 }
 
 /* ------------------------------------------------------------- k_chunk_bwd */
@@ -3295,6 +3608,8 @@ static int kt_of(int K) {
     return K <= 16 ? 1 : K <= 32 ? 2 : K <= 64 ? 4 : K <= 96 ? 6 : K <= 128 ? 8 : K <= 192 ? 12 : 16;
 }
 template <int KT> static KernelCfg state_cfg(bool bwd) {
+    if (bwd && OH_GDN_SB_WG && KT <= 8)
+        return KernelCfg{k_state_bwd_wg<KT <= 8 ? KT : 8>, state_bwd_wg_smem<KT <= 8 ? KT : 8>(), 160};
     if (bwd) return KernelCfg{k_state_bwd<KT>, state_bwd_smem<KT>(), StateCfg<KT>::THREADS};
     if (OH_GDN_SF_WG && KT <= 8) return KernelCfg{k_state_fwd_wg<KT <= 8 ? KT : 8>, state_wg_smem<KT <= 8 ? KT : 8>(), 160};
     return KernelCfg{k_state_fwd<KT>, state_smem<KT>(), StateCfg<KT>::THREADS};
