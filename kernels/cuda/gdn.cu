@@ -2468,47 +2468,47 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         const float *Gt = Gts(s);
         const float glast = Gt[63], eg = fexp(glast);
         const float idO = exp2i(-ld_l2(c.edO + chh * nvb + vb)), idH = exp2i(-edH);
-        float gm[8][2], dl[8][2]; /* gam_j, del_j at this thread's chunk rows */
-#pragma unroll
-        for (int n = 0; n < 8; n++)
-#pragma unroll
-            for (int i = 0; i < 2; i++) {
-                const float gj = Gt[8 * n + 2 * t4 + i];
-                gm[n][i] = fexp(gj);
-                dl[n][i] = fexp(glast - gj);
-            }
         wg_wait<0>();
         wg_fence_acc(U1);
         wg_fence_acc(U2);
-        /* dU, Y; the row maxima of |Z| and |Y| (one exponent per row for both) */
+        /* dU, Y; the row maxima of |Z| and |Y| (one exponent per row for both); the
+         * gates gam_j, del_j at this thread's chunk rows j = 8 n + 2 t4 + i worked out
+         * where they are used (registers are short here) */
         float mu = 0.f, mr[2] = {0.f, 0.f};
 #pragma unroll
         for (int n = 0; n < 8; n++)
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const float uo = U1[n][e] * idO, uh = U2[n][e] * idH;
-                const float du = uo + dl[n][e & 1] * uh, y = gm[n][e & 1] * uo + eg * uh;
-                const uint32_t p = ao[n >> 1][2 * (n & 1) + (e >> 1)];
-                const float z = ((e & 1) ? h2f_hi(p) : h2f_lo(p)) * idO * gm[n][e & 1];
-                U1[n][e] = du;
-                U2[n][e] = y;
-                mu = fmaxf(mu, fabsf(du));
-                mr[e >> 1] = fmaxf(mr[e >> 1], fmaxf(fabsf(y), fabsf(z)));
+            for (int i = 0; i < 2; i++) {
+                const float gj = Gt[8 * n + 2 * t4 + i], gm = fexp(gj), dl = fexp(glast - gj);
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++) {
+                    const int e = 2 * hf + i;
+                    const float uo = U1[n][e] * idO, uh = U2[n][e] * idH;
+                    const float du = uo + dl * uh, y = gm * uo + eg * uh;
+                    const uint32_t p = ao[n >> 1][2 * (n & 1) + hf];
+                    const float z = (i ? h2f_hi(p) : h2f_lo(p)) * idO * gm;
+                    U1[n][e] = du;
+                    U2[n][e] = y;
+                    mu = fmaxf(mu, fabsf(du));
+                    mr[hf] = fmaxf(mr[hf], fmaxf(fabsf(y), fabsf(z)));
+                }
             }
         int er[2];
 #pragma unroll
         for (int i = 0; i < 2; i++) er[i] = scale_exp(quad_max(mr[i]));
         uint32_t az[4][4], ay[4][4]; /* Z^T, -Y^T as fp16 x 2^er */
         {
-            const float x0 = exp2i(er[0]), x1 = exp2i(er[1]), z0 = idO * x0, z1 = idO * x1;
+            const float x0 = exp2i(er[0]), x1 = exp2i(er[1]);
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) {
-                const int n0 = 2 * kk, n1 = 2 * kk + 1;
-                az[kk][0] = pack_f16(h2f_lo(ao[kk][0]) * gm[n0][0] * z0, h2f_hi(ao[kk][0]) * gm[n0][1] * z0);
-                az[kk][1] = pack_f16(h2f_lo(ao[kk][1]) * gm[n0][0] * z1, h2f_hi(ao[kk][1]) * gm[n0][1] * z1);
-                az[kk][2] = pack_f16(h2f_lo(ao[kk][2]) * gm[n1][0] * z0, h2f_hi(ao[kk][2]) * gm[n1][1] * z0);
-                az[kk][3] = pack_f16(h2f_lo(ao[kk][3]) * gm[n1][0] * z1, h2f_hi(ao[kk][3]) * gm[n1][1] * z1);
-                acc_to_a_f16(ay[kk], U2[n0], U2[n1], -x0, -x1);
+#pragma unroll
+                for (int q = 0; q < 4; q++) { /* n-tile 2 kk + (q >> 1), rows +8 (q & 1) */
+                    const int n = 2 * kk + (q >> 1);
+                    const float zx = idO * ((q & 1) ? x1 : x0);
+                    az[kk][q] = pack_f16(h2f_lo(ao[kk][q]) * fexp(Gt[8 * n + 2 * t4]) * zx,
+                                         h2f_hi(ao[kk][q]) * fexp(Gt[8 * n + 2 * t4 + 1]) * zx);
+                }
+                acc_to_a_f16(ay[kk], U2[2 * kk], U2[2 * kk + 1], -x0, -x1);
             }
         }
         /* dH^T = e^{G_63} dH^T + Z^T Qn - Y^T Wu, the rows now in units 2^er */
