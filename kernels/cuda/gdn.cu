@@ -1610,13 +1610,21 @@ DEV void state_signaller1(const StateSig &g) {
  * maxima at the step's barrier, U's at a warpgroup barrier while the state
  * product runs.  Wu and Kn stages are [64][64] 128-byte-swizzled tiles
  * (NK / 64 rounded up of them), cp.async'd a chunk ahead. */
+/* -DOH_GDN_SF_OUT=1: k_state_fwd_wg also computes the output, O^T = gam o (S0^T Qn^T)
+ * + U^T P^T, from the H and U it holds (k_out does not run); the stages then
+ * carry Qn and P tiles too. */
+#ifndef OH_GDN_SF_OUT
+#define OH_GDN_SF_OUT 0
+#endif
 template <int KT> struct StateWgCfg {
     static constexpr int NK = KT < 2 ? 32 : 16 * KT; /* accumulator columns (state rows, padded) */
     static constexpr int NT = NK / 8, KS = NK / 16; /* n-tiles; k steps of X^T */
     static constexpr int NKT = (NK + 63) / 64;      /* 64-column tiles of Wu / Kn */
     static constexpr int TILE = 64 * 64;
-    /* stage (elements): Wu tiles, Kn tiles, Uv [64][LD64], G (64 fp32) in a 1024-byte multiple */
-    static constexpr int STG = (2 * NKT * TILE * 2 + 64 * LD64 * 2 + 256 + 1023) / 1024 * 512;
+    static constexpr bool OUT = OH_GDN_SF_OUT != 0;
+    /* stage (elements): Wu tiles, Kn tiles, [Qn tiles, P tile,] Uv [64][LD64], G (64 fp32) in a 1024-byte multiple */
+    static constexpr int XT = 2 * NKT + (OUT ? NKT + 1 : 0); /* swizzled tiles a stage */
+    static constexpr int STG = (XT * TILE * 2 + 64 * LD64 * 2 + 256 + 1023) / 1024 * 512;
     static constexpr int THREADS = 160; /* the warpgroup and the signaller warp */
 };
 template <int KT> static size_t state_wg_smem() {
@@ -1625,12 +1633,13 @@ template <int KT> static size_t state_wg_smem() {
 
 template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_wg(Ctx c) {
     typedef StateWgCfg<KT> C;
-    constexpr int NK = C::NK, NT = C::NT, KS = C::KS, NKT = C::NKT, TILE = C::TILE, STG = C::STG;
+    constexpr int NK = C::NK, NT = C::NT, KS = C::KS, NKT = C::NKT, TILE = C::TILE, STG = C::STG, XT = C::XT;
     const int vb = blockIdx.x, h = blockIdx.y, doc = blockIdx.z;
     const int K = c.K, V = c.V, Hv = c.Hv, nvb = c.nvb;
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g4 = lane >> 2, t4 = lane & 3;
     const int *dt = c.tab + 4 + 4 * c.ncmax + 2 * doc;
     const int first = dt[0], cnt = dt[1];
+    const bool fo = C::OUT && c.out != nullptr; /* the output here (not in k_out) */
     const int col0 = vb * 64 + 16 * w;  /* this warp's first V column (rows 16 w.. of S^T) */
     const bool wok = col0 < V;          /* V % 16 == 0: all of the warp's columns or none */
 
@@ -1647,18 +1656,26 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
     }
 #define Wts(s) (stg + (s) * STG)
 #define Kts(s) (stg + (s) * STG + NKT * TILE)
-#define Uvs(s) (stg + (s) * STG + 2 * NKT * TILE)
-#define Gts(s) reinterpret_cast<float *>(stg + (s) * STG + 2 * NKT * TILE + 64 * LD64)
+#define Qts(s) (stg + (s) * STG + 2 * NKT * TILE)
+#define Pts(s) (stg + (s) * STG + 3 * NKT * TILE)
+#define Uvs(s) (stg + (s) * STG + XT * TILE)
+#define Gts(s) reinterpret_cast<float *>(stg + (s) * STG + XT * TILE + 64 * LD64)
 
-    /* a stage's copies: Wu, Kn into swizzled tiles, this block's Uv columns, G */
+    /* a stage's copies: Wu, Kn (and Qn, P) into swizzled tiles, this block's Uv columns, G */
     SwPlan<NK> pk;
+    SwPlan<64> pp;
     TilePlan<64, 8, 128> pv;
     pk.init(tid, K);
+    if (C::OUT) pp.init(tid, 64);
     pv.init(tid, LD64, V, V - vb * 64);
     auto load = [&](int s, int ci) {
         const size_t chh = (size_t)ci * Hv + h;
         pk.copy(Wts(s), c.Wu + chh * 64 * K, tid);
         pk.copy(Kts(s), c.Kn + chh * 64 * K, tid);
+        if (fo) {
+            pk.copy(Qts(s), c.Qn + chh * 64 * K, tid);
+            pp.copy(Pts(s), c.P + chh * 64 * 64, tid);
+        }
         pv.copy(Uvs(s), c.Uv + chh * 64 * V + vb * 64, tid);
         if (tid < 16) cp_async16(Gts(s) + 4 * tid, c.G + chh * 64 + 4 * tid, true);
     };
@@ -1686,10 +1703,11 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
     }
     int eUv_next = cnt > 0 ? ld_l2(c.eUv + ((size_t)first * Hv + h) * nvb + vb) : 0;
     float X[8][4]; /* X^T, then U^T (chunk rows j = 8 n + 2 t4 + (e & 1)) */
+    float O[C::OUT ? 8 : 1][4]; /* O^T (the same layout) */
 #pragma unroll
     for (int n = 0; n < 8; n++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) X[n][e] = 0.f;
+        for (int e = 0; e < 4; e++) X[n][e] = O[C::OUT ? n : 0][e] = 0.f;
     for (int it = 0; it < cnt; it++) {
         const int ci = first + it, s = it & 1;
         const size_t chh = (size_t)ci * Hv + h;
@@ -1711,10 +1729,17 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
             const uint64_t wd = wg_desc(Wts(s), 16, 1024);
             wg_fence_acc(X);
             wg_fence_regs(ah);
+            if (C::OUT) wg_fence_acc(O);
             wg_arrive();
 #pragma unroll
             for (int kk = 0; kk < KT; kk++)
                 wgmma_rs<64, 0, true>(X, ah[kk], wg_desc_add(wd, (kk >> 2) * TILE * 2 + 32 * (kk & 3)), kk > 0);
+            if (C::OUT && fo) { /* O^T = S0^T Qn^T (x 2^eH) */
+                const uint64_t qd = wg_desc(Qts(s), 16, 1024);
+#pragma unroll
+                for (int kk = 0; kk < KT; kk++)
+                    wgmma_rs<64, 0, true>(O, ah[kk], wg_desc_add(qd, (kk >> 2) * TILE * 2 + 32 * (kk & 3)), kk > 0);
+            }
             wg_commit();
         }
         /* meanwhile: the next chunk's copies, H's stores, the gates */
@@ -1752,8 +1777,9 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
             ldsm4t(uv[np], Uvs(s) + (16 * np + (lane & 7) + ((lane >> 4) << 3)) * LD64 + 16 * w + (((lane >> 3) & 1) << 3));
         wg_wait<0>();
         wg_fence_acc(X);
+        if (C::OUT) wg_fence_acc(O);
         /* U^T, its max, del o U per row */
-        float mu = 0.f, md[2] = {0.f, 0.f};
+        float mu = 0.f, md[2] = {0.f, 0.f}, mo[2] = {0.f, 0.f};
 #pragma unroll
         for (int n = 0; n < 8; n++)
 #pragma unroll
@@ -1762,11 +1788,25 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
                 const float u = ((e & 1) ? h2f_hi(p) : h2f_lo(p)) * iUv - X[n][e] * gm[n][e & 1];
                 X[n][e] = u;
                 mu = fmaxf(mu, fabsf(u));
+                mo[e >> 1] = fmaxf(mo[e >> 1], fabsf(u));
                 md[e >> 1] = fmaxf(md[e >> 1], fabsf(u) * dl[n][e & 1]);
             }
-        int ed[2];
+        int ed[2], eo[2] = {0, 0};
 #pragma unroll
         for (int i = 0; i < 2; i++) ed[i] = scale_exp(quad_max(md[i]));
+        uint32_t ao[C::OUT ? 4 : 1][4]; /* U^T as fp16 x 2^eo (per row), the A of U^T P^T */
+        if (C::OUT && fo) {
+#pragma unroll
+            for (int i = 0; i < 2; i++) eo[i] = scale_exp(quad_max(mo[i]));
+            const float x0 = exp2i(eo[0]), x1 = exp2i(eo[1]);
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) acc_to_a_f16(ao[C::OUT ? kk : 0], X[2 * kk], X[2 * kk + 1], x0, x1);
+            /* O^T <- gam o O^T 2^-eH in units 2^eo */
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) O[C::OUT ? n : 0][e] *= gm[n][e & 1] * ((e >> 1) ? x1 : x0);
+        }
         uint32_t au[4][4];
         {
             const float x0 = exp2i(ed[0]), x1 = exp2i(ed[1]);
@@ -1794,9 +1834,18 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
             const uint64_t kd = wg_desc(Kts(s), 8192, 1024);
             wg_fence_acc(S);
             wg_fence_regs(au);
+            if (C::OUT) {
+                wg_fence_acc(O);
+                wg_fence_regs(ao);
+            }
             wg_arrive();
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) wgmma_rs<NK, 1, true>(S, au[kk], wg_desc_add(kd, 2048 * kk), 1);
+            if (C::OUT && fo) { /* O^T += U^T P^T */
+                const uint64_t pd = wg_desc(Pts(s), 16, 1024);
+#pragma unroll
+                for (int kk = 0; kk < 4; kk++) wgmma_rs<64, 0, true>(O, ao[C::OUT ? kk : 0], wg_desc_add(pd, 32 * kk), 1);
+            }
             wg_commit();
         }
         /* meanwhile: U to global, fp16 x 2^eU, one exponent for the block's 64 columns */
@@ -1817,6 +1866,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
         }
         wg_wait<0>();
         wg_fence_acc(S);
+        if (C::OUT) wg_fence_acc(O);
         {
             const float i0 = exp2i(-cr[0]), i1 = exp2i(-cr[1]);
             float m0 = 0.f, m1 = 0.f;
@@ -1827,6 +1877,19 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
             }
             m = warp_max(fmaxf(m0 * i0, m1 * i1));
             if (lane == 0) redS[4 * (it & 1) + w] = m;
+        }
+        if (C::OUT && fo && wok) { /* O (bf16) for the chunk's tokens */
+            const Chunk ch = chunk_at(c, ci);
+            const float o0 = exp2i(-eo[0]), o1 = exp2i(-eo[1]);
+            uint16_t *Oc = c.out + ((size_t)(ch.t0 + g4) * Hv + h) * V + col0 + 2 * t4;
+#pragma unroll
+            for (int n = 0; n < 8; n++)
+#pragma unroll
+                for (int hf = 0; hf < 2; hf++) {
+                    const float f = hf ? o1 : o0;
+                    const uint32_t tq = mov_trans(pack_bf16(O[C::OUT ? n : 0][2 * hf] * f, O[C::OUT ? n : 0][2 * hf + 1] * f));
+                    if (8 * n + g4 < ch.len) st32(Oc + (size_t)(8 * n) * Hv * V + 8 * hf, tq);
+                }
         }
     }
     if (c.s_final && wok) {
@@ -1843,6 +1906,8 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
     trace_mark(c, true);
 #undef Wts
 #undef Kts
+#undef Qts
+#undef Pts
 #undef Uvs
 #undef Gts
 }
@@ -3981,7 +4046,10 @@ static int make_ctx(Ctx *c, int T, int ndocs, int Hk, int Hv, int K, int V, void
 
 /* k_chunk_table, k_prep, k_state_fwd: everything k_out and the backward read;
  * with k_out when `out`; overlapped as "Overlap" says when plan_overlap allows. */
+/* The forward state kernel computes the output itself (k_state_fwd_wg with -DOH_GDN_SF_OUT=1). */
+static bool state_fuses_out(int K) { return OH_GDN_SF_WG && OH_GDN_SF_OUT && K <= 128; }
 static int forward_pass(const Ctx &c, const int32_t *cu, cudaStream_t st, bool out) {
+    if (out && state_fuses_out(c.K)) out = false; /* k_state_fwd_wg computes it */
     /* the claim counter, flP, flS */
     GDN_CUDA_TRY(cudaMemsetAsync(c.ctr, 0, sizeof(int) * (16 + 2 * (size_t)c.ncmax * c.Hv), st));
     GDN_LAUNCH(k_chunk_table, dim3(1), dim3(256), 0, st, c, cu);
