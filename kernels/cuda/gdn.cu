@@ -1703,11 +1703,11 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
     }
     int eUv_next = cnt > 0 ? ld_l2(c.eUv + ((size_t)first * Hv + h) * nvb + vb) : 0;
     float X[8][4]; /* X^T, then U^T (chunk rows j = 8 n + 2 t4 + (e & 1)) */
-    float O[C::OUT ? 8 : 1][4]; /* O^T (the same layout) */
+    float O[8][4]; /* O^T (the same layout; with -DOH_GDN_SF_OUT=1) */
 #pragma unroll
     for (int n = 0; n < 8; n++)
 #pragma unroll
-        for (int e = 0; e < 4; e++) X[n][e] = O[C::OUT ? n : 0][e] = 0.f;
+        for (int e = 0; e < 4; e++) X[n][e] = O[n][e] = 0.f;
     for (int it = 0; it < cnt; it++) {
         const int ci = first + it, s = it & 1;
         const size_t chh = (size_t)ci * Hv + h;
@@ -1729,12 +1729,12 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
             const uint64_t wd = wg_desc(Wts(s), 16, 1024);
             wg_fence_acc(X);
             wg_fence_regs(ah);
-            if (C::OUT) wg_fence_acc(O);
+            if constexpr (C::OUT) wg_fence_acc(O);
             wg_arrive();
 #pragma unroll
             for (int kk = 0; kk < KT; kk++)
                 wgmma_rs<64, 0, true>(X, ah[kk], wg_desc_add(wd, (kk >> 2) * TILE * 2 + 32 * (kk & 3)), kk > 0);
-            if (C::OUT && fo) { /* O^T = S0^T Qn^T (x 2^eH) */
+            if constexpr (C::OUT) if (fo) { /* O^T = S0^T Qn^T (x 2^eH) */
                 const uint64_t qd = wg_desc(Qts(s), 16, 1024);
 #pragma unroll
                 for (int kk = 0; kk < KT; kk++)
@@ -1777,7 +1777,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
             ldsm4t(uv[np], Uvs(s) + (16 * np + (lane & 7) + ((lane >> 4) << 3)) * LD64 + 16 * w + (((lane >> 3) & 1) << 3));
         wg_wait<0>();
         wg_fence_acc(X);
-        if (C::OUT) wg_fence_acc(O);
+        if constexpr (C::OUT) wg_fence_acc(O);
         /* U^T, its max, del o U per row */
         float mu = 0.f, md[2] = {0.f, 0.f}, mo[2] = {0.f, 0.f};
 #pragma unroll
@@ -1794,18 +1794,18 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
         int ed[2], eo[2] = {0, 0};
 #pragma unroll
         for (int i = 0; i < 2; i++) ed[i] = scale_exp(quad_max(md[i]));
-        uint32_t ao[C::OUT ? 4 : 1][4]; /* U^T as fp16 x 2^eo (per row), the A of U^T P^T */
-        if (C::OUT && fo) {
+        uint32_t ao[4][4]; /* U^T as fp16 x 2^eo (per row), the A of U^T P^T */
+        if constexpr (C::OUT) if (fo) {
 #pragma unroll
             for (int i = 0; i < 2; i++) eo[i] = scale_exp(quad_max(mo[i]));
             const float x0 = exp2i(eo[0]), x1 = exp2i(eo[1]);
 #pragma unroll
-            for (int kk = 0; kk < 4; kk++) acc_to_a_f16(ao[C::OUT ? kk : 0], X[2 * kk], X[2 * kk + 1], x0, x1);
+            for (int kk = 0; kk < 4; kk++) acc_to_a_f16(ao[kk], X[2 * kk], X[2 * kk + 1], x0, x1);
             /* O^T <- gam o O^T 2^-eH in units 2^eo */
 #pragma unroll
             for (int n = 0; n < 8; n++)
 #pragma unroll
-                for (int e = 0; e < 4; e++) O[C::OUT ? n : 0][e] *= gm[n][e & 1] * ((e >> 1) ? x1 : x0);
+                for (int e = 0; e < 4; e++) O[n][e] *= gm[n][e & 1] * ((e >> 1) ? x1 : x0);
         }
         uint32_t au[4][4];
         {
@@ -1834,17 +1834,17 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
             const uint64_t kd = wg_desc(Kts(s), 8192, 1024);
             wg_fence_acc(S);
             wg_fence_regs(au);
-            if (C::OUT) {
+            if constexpr (C::OUT) {
                 wg_fence_acc(O);
                 wg_fence_regs(ao);
             }
             wg_arrive();
 #pragma unroll
             for (int kk = 0; kk < 4; kk++) wgmma_rs<NK, 1, true>(S, au[kk], wg_desc_add(kd, 2048 * kk), 1);
-            if (C::OUT && fo) { /* O^T += U^T P^T */
+            if constexpr (C::OUT) if (fo) { /* O^T += U^T P^T */
                 const uint64_t pd = wg_desc(Pts(s), 16, 1024);
 #pragma unroll
-                for (int kk = 0; kk < 4; kk++) wgmma_rs<64, 0, true>(O, ao[C::OUT ? kk : 0], wg_desc_add(pd, 32 * kk), 1);
+                for (int kk = 0; kk < 4; kk++) wgmma_rs<64, 0, true>(O, ao[kk], wg_desc_add(pd, 32 * kk), 1);
             }
             wg_commit();
         }
@@ -1866,7 +1866,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
         }
         wg_wait<0>();
         wg_fence_acc(S);
-        if (C::OUT) wg_fence_acc(O);
+        if constexpr (C::OUT) wg_fence_acc(O);
         {
             const float i0 = exp2i(-cr[0]), i1 = exp2i(-cr[1]);
             float m0 = 0.f, m1 = 0.f;
@@ -1878,7 +1878,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
             m = warp_max(fmaxf(m0 * i0, m1 * i1));
             if (lane == 0) redS[4 * (it & 1) + w] = m;
         }
-        if (C::OUT && fo && wok) { /* O (bf16) for the chunk's tokens */
+        if constexpr (C::OUT) if (fo && wok) { /* O (bf16) for the chunk's tokens */
             const Chunk ch = chunk_at(c, ci);
             const float o0 = exp2i(-eo[0]), o1 = exp2i(-eo[1]);
             uint16_t *Oc = c.out + ((size_t)(ch.t0 + g4) * Hv + h) * V + col0 + 2 * t4;
@@ -1887,7 +1887,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
 #pragma unroll
                 for (int hf = 0; hf < 2; hf++) {
                     const float f = hf ? o1 : o0;
-                    const uint32_t tq = mov_trans(pack_bf16(O[C::OUT ? n : 0][2 * hf] * f, O[C::OUT ? n : 0][2 * hf + 1] * f));
+                    const uint32_t tq = mov_trans(pack_bf16(O[n][2 * hf] * f, O[n][2 * hf + 1] * f));
                     if (8 * n + g4 < ch.len) st32(Oc + (size_t)(8 * n) * Hv * V + 8 * hf, tq);
                 }
         }
