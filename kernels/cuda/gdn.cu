@@ -469,8 +469,15 @@ DEV void trace_mark(const Ctx &c, bool end) {
  * parts (the per-row and per-column terms, dPg and Z to fp16, the dq / dk
  * products, dG and the stores). */
 enum { PHASES = 7 };
+/* The same build times the wgmma state kernels' steps (kind 0 forward, 1
+ * backward) in SPH - 1 parts (SM clock cycles, thread 0), the last slot
+ * counting steps: the stage wait and barrier, issuing the first products
+ * with the next stage's copies and the H / dH stores, waiting for them, the
+ * elementwise work up to the state product's issue, the U / dU stores,
+ * waiting for the state product and its maxima. */
+enum { SPH = 7 };
 #if defined(OH_GDN_PHASES) && !defined(OH_EMU)
-static __device__ unsigned long long gdn_phase_buf[PHASES + 1];
+static __device__ unsigned long long gdn_phase_buf[PHASES + 1 + 2 * SPH];
 DEV unsigned long long phase_now() {
     unsigned long long t;
     asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
@@ -486,9 +493,21 @@ DEV unsigned long long phase_now() {
         ph_t = t_;                                                                                            \
     } while (0)
 #define PHASE_DECL unsigned long long ph_t = 0
+#define SPHASE_MARK(kind, k)                                                                                  \
+    do {                                                                                                      \
+        const unsigned long long t_ = clock64();                                                              \
+        if (threadIdx.x == 0) {                                                                               \
+            if ((k) > 0) atomicAdd(&gdn_phase_buf[PHASES + 1 + (kind) * SPH + (k) - 1], t_ - sph_t);         \
+            else atomicAdd(&gdn_phase_buf[PHASES + 1 + (kind) * SPH + SPH - 1], 1ull);                       \
+        }                                                                                                     \
+        sph_t = t_;                                                                                           \
+    } while (0)
+#define SPHASE_DECL unsigned long long sph_t = 0
 #else
 #define PHASE_MARK(k) ((void)0)
 #define PHASE_DECL
+#define SPHASE_MARK(kind, k) ((void)0)
+#define SPHASE_DECL
 #endif
 DEV void trace_count(const Ctx &c) {
 #ifndef OH_EMU
@@ -1610,29 +1629,26 @@ DEV void state_signaller1(const StateSig &g) {
  * maxima at the step's barrier, U's at a warpgroup barrier while the state
  * product runs.  Wu and Kn stages are [64][64] 128-byte-swizzled tiles
  * (NK / 64 rounded up of them), cp.async'd a chunk ahead. */
-/* -DOH_GDN_SF_OUT=1: k_state_fwd_wg also computes the output, O^T = gam o (S0^T Qn^T)
- * + U^T P^T, from the H and U it holds (k_out does not run); the stages then
- * carry Qn and P tiles too. */
-#ifndef OH_GDN_SF_OUT
-#define OH_GDN_SF_OUT 0
-#endif
-template <int KT> struct StateWgCfg {
+/* OUT: k_state_fwd_wg also computes the output, O^T = gam o (S0^T Qn^T) + U^T P^T,
+ * from the H and U it holds (k_out does not run); the stages then carry Qn and P
+ * tiles too.  Chosen at launch (state_fuses_out). */
+template <int KT, bool OUT_ = false> struct StateWgCfg {
     static constexpr int NK = KT < 2 ? 32 : 16 * KT; /* accumulator columns (state rows, padded) */
     static constexpr int NT = NK / 8, KS = NK / 16; /* n-tiles; k steps of X^T */
     static constexpr int NKT = (NK + 63) / 64;      /* 64-column tiles of Wu / Kn */
     static constexpr int TILE = 64 * 64;
-    static constexpr bool OUT = OH_GDN_SF_OUT != 0;
+    static constexpr bool OUT = OUT_;
     /* stage (elements): Wu tiles, Kn tiles, [Qn tiles, P tile,] Uv [64][LD64], G (64 fp32) in a 1024-byte multiple */
     static constexpr int XT = 2 * NKT + (OUT ? NKT + 1 : 0); /* swizzled tiles a stage */
     static constexpr int STG = (XT * TILE * 2 + 64 * LD64 * 2 + 256 + 1023) / 1024 * 512;
     static constexpr int THREADS = 160; /* the warpgroup and the signaller warp */
 };
-template <int KT> static size_t state_wg_smem() {
-    return 1024 + (size_t)2 * StateWgCfg<KT>::STG * 2 + carve16(12 * 4);
+template <int KT, bool OUT> static size_t state_wg_smem() {
+    return 1024 + (size_t)2 * StateWgCfg<KT, OUT>::STG * 2 + carve16(12 * 4);
 }
 
-template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_wg(Ctx c) {
-    typedef StateWgCfg<KT> C;
+template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_wg(Ctx c) {
+    typedef StateWgCfg<KT, OUT> C;
     constexpr int NK = C::NK, NT = C::NT, KS = C::KS, NKT = C::NKT, TILE = C::TILE, STG = C::STG, XT = C::XT;
     const int vb = blockIdx.x, h = blockIdx.y, doc = blockIdx.z;
     const int K = c.K, V = c.V, Hv = c.Hv, nvb = c.nvb;
@@ -1708,13 +1724,16 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
     for (int n = 0; n < 8; n++)
 #pragma unroll
         for (int e = 0; e < 4; e++) X[n][e] = O[n][e] = 0.f;
+    SPHASE_DECL;
     for (int it = 0; it < cnt; it++) {
         const int ci = first + it, s = it & 1;
         const size_t chh = (size_t)ci * Hv + h;
         const int eUv = eUv_next;
+        SPHASE_MARK(0, 0);
         cp_async_wait<0>();
         fence_async_smem();
         BAR_STEP(); /* this chunk's tiles are in; the previous step is done everywhere */
+        SPHASE_MARK(0, 1);
         /* H = S0 as fp16 x 2^eH: the A operand of X^T */
         float m = fmaxf(fmaxf(redS[4 * ((it + 1) & 1)], redS[4 * ((it + 1) & 1) + 1]),
                         fmaxf(redS[4 * ((it + 1) & 1) + 2], redS[4 * ((it + 1) & 1) + 3]));
@@ -1775,8 +1794,10 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
 #pragma unroll
         for (int np = 0; np < 4; np++)
             ldsm4t(uv[np], Uvs(s) + (16 * np + (lane & 7) + ((lane >> 4) << 3)) * LD64 + 16 * w + (((lane >> 3) & 1) << 3));
+        SPHASE_MARK(0, 2);
         wg_wait<0>();
         wg_fence_acc(X);
+        SPHASE_MARK(0, 3);
         if constexpr (C::OUT) wg_fence_acc(O);
         /* U^T, its max, del o U per row */
         float mu = 0.f, md[2] = {0.f, 0.f}, mo[2] = {0.f, 0.f};
@@ -1848,6 +1869,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
             }
             wg_commit();
         }
+        SPHASE_MARK(0, 4);
         /* meanwhile: U to global, fp16 x 2^eU, one exponent for the block's 64 columns */
         mu = warp_max(mu);
         if (lane == 0) redU[w] = mu;
@@ -1864,6 +1886,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
                     st32(Uc + (size_t)(8 * n) * V + 8 * hf,
                          mov_trans(pack_f16(X[n][2 * hf] * sU, X[n][2 * hf + 1] * sU)));
         }
+        SPHASE_MARK(0, 5);
         wg_wait<0>();
         wg_fence_acc(S);
         if constexpr (C::OUT) wg_fence_acc(O);
@@ -1878,6 +1901,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_w
             m = warp_max(fmaxf(m0 * i0, m1 * i1));
             if (lane == 0) redS[4 * (it & 1) + w] = m;
         }
+        SPHASE_MARK(0, 6);
         if constexpr (C::OUT) if (fo && wok) { /* O (bf16) for the chunk's tokens */
             const Chunk ch = chunk_at(c, ci);
             const float o0 = exp2i(-eo[0]), o1 = exp2i(-eo[1]);
@@ -2481,12 +2505,15 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
     for (int n = 0; n < 8; n++)
 #pragma unroll
         for (int e = 0; e < 4; e++) U1[n][e] = U2[n][e] = 0.f;
+    SPHASE_DECL;
     for (int it = 0; it < cnt; it++) {
         const int ci = first + cnt - 1 - it, s = it & 1;
         const size_t chh = (size_t)ci * Hv + h;
+        SPHASE_MARK(1, 0);
         cp_async_wait<0>();
         fence_async_smem();
         BAR_STEP();
+        SPHASE_MARK(1, 1);
         float m = fmaxf(fmaxf(redS[4 * ((it + 1) & 1)], redS[4 * ((it + 1) & 1) + 1]),
                         fmaxf(redS[4 * ((it + 1) & 1) + 2], redS[4 * ((it + 1) & 1) + 3]));
         const int edH = scale_exp(m);
@@ -2533,9 +2560,11 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         const float *Gt = Gts(s);
         const float glast = Gt[63], eg = fexp(glast);
         const float idO = exp2i(-ld_l2(c.edO + chh * nvb + vb)), idH = exp2i(-edH);
+        SPHASE_MARK(1, 2);
         wg_wait<0>();
         wg_fence_acc(U1);
         wg_fence_acc(U2);
+        SPHASE_MARK(1, 3);
         /* dU, Y; the row maxima of |Z| and |Y| (one exponent per row for both); the
          * gates gam_j, del_j at this thread's chunk rows j = 8 n + 2 t4 + i worked out
          * where they are used (registers are short here) */
@@ -2599,6 +2628,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
             for (int kk = 0; kk < 4; kk++) wgmma_rs<NK, 1, true>(S, ay[kk], wg_desc_add(wd, 2048 * kk), 1);
             wg_commit();
         }
+        SPHASE_MARK(1, 4);
         /* meanwhile: dU to global (the Uv buffer), fp16 x 2^edU, one exponent for the block */
         mu = warp_max(mu);
         if (lane == 0) redU[w] = mu;
@@ -2615,6 +2645,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
                     st32(Uc + (size_t)(8 * n) * V + 8 * hf,
                          mov_trans(pack_f16(U1[n][2 * hf] * sU, U1[n][2 * hf + 1] * sU)));
         }
+        SPHASE_MARK(1, 5);
         wg_wait<0>();
         wg_fence_acc(S);
         {
@@ -2628,6 +2659,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
             m = warp_max(fmaxf(m0 * i0, m1 * i1));
             if (lane == 0) redS[4 * (it & 1) + w] = m;
         }
+        SPHASE_MARK(1, 6);
     }
     if (c.ds0 && wok) {
         const float i0 = exp2i(-cr[0]), i1 = exp2i(-cr[1]);
@@ -3672,26 +3704,28 @@ struct KernelCfg {
 static int kt_of(int K) {
     return K <= 16 ? 1 : K <= 32 ? 2 : K <= 64 ? 4 : K <= 96 ? 6 : K <= 128 ? 8 : K <= 192 ? 12 : 16;
 }
-template <int KT> static KernelCfg state_cfg(bool bwd) {
+template <int KT> static KernelCfg state_cfg(bool bwd, bool fuse) {
     if (bwd && OH_GDN_SB_WG && KT <= 8)
         return KernelCfg{k_state_bwd_wg<KT <= 8 ? KT : 8>, state_bwd_wg_smem<KT <= 8 ? KT : 8>(), 160};
     if (bwd) return KernelCfg{k_state_bwd<KT>, state_bwd_smem<KT>(), StateCfg<KT>::THREADS};
-    if (OH_GDN_SF_WG && KT <= 8) return KernelCfg{k_state_fwd_wg<KT <= 8 ? KT : 8>, state_wg_smem<KT <= 8 ? KT : 8>(), 160};
+    constexpr int KW = KT <= 8 ? KT : 8;
+    if (OH_GDN_SF_WG && KT <= 8 && fuse) return KernelCfg{k_state_fwd_wg<KW, true>, state_wg_smem<KW, true>(), 160};
+    if (OH_GDN_SF_WG && KT <= 8) return KernelCfg{k_state_fwd_wg<KW, false>, state_wg_smem<KW, false>(), 160};
     return KernelCfg{k_state_fwd<KT>, state_smem<KT>(), StateCfg<KT>::THREADS};
 }
-static KernelCfg state_kernel(int K, bool bwd) {
+static KernelCfg state_kernel(int K, bool bwd, bool fuse = false) {
     switch (kt_of(K)) {
-    case 1: return state_cfg<1>(bwd);
-    case 2: return state_cfg<2>(bwd);
-    case 4: return state_cfg<4>(bwd);
-    case 6: return state_cfg<6>(bwd);
-    case 8: return state_cfg<8>(bwd);
-    case 12: return state_cfg<12>(bwd);
-    default: return state_cfg<16>(bwd);
+    case 1: return state_cfg<1>(bwd, fuse);
+    case 2: return state_cfg<2>(bwd, fuse);
+    case 4: return state_cfg<4>(bwd, fuse);
+    case 6: return state_cfg<6>(bwd, fuse);
+    case 8: return state_cfg<8>(bwd, fuse);
+    case 12: return state_cfg<12>(bwd, fuse);
+    default: return state_cfg<16>(bwd, fuse);
     }
 }
-static int run_state(const Ctx &c, cudaStream_t st, bool bwd, bool early) {
-    const KernelCfg k = state_kernel(c.K, bwd);
+static int run_state(const Ctx &c, cudaStream_t st, bool bwd, bool early, bool fuse = false) {
+    const KernelCfg k = state_kernel(c.K, bwd, fuse);
     return launch(k.fn, dim3(c.nvb, c.Hv, c.ndocs), dim3(k.threads), k.smem, st, bwd ? "k_state_bwd" : "k_state_fwd", c,
                   early);
 }
@@ -3708,7 +3742,7 @@ static struct {
     int n[TRACE_SLOTS];
 } tr = {-1, {0}, {0}, {0}, {0}};
 #if defined(OH_GDN_PHASES) && !defined(OH_EMU)
-static double phase_sum[PHASES + 1];
+static double phase_sum[PHASES + 1 + 2 * SPH];
 #endif
 static void trace_print(void) {
 #if defined(OH_GDN_PHASES) && !defined(OH_EMU)
@@ -3717,6 +3751,16 @@ static void trace_print(void) {
     if (phase_sum[PHASES] > 0) {
         fprintf(stderr, "k_chunk_bwd phases (us per block, thread 0's clock, %.0f blocks):", phase_sum[PHASES]);
         for (int i = 0; i < PHASES; i++) fprintf(stderr, "  %s %.2f", pn[i], phase_sum[i] / phase_sum[PHASES] / 1e3);
+        fprintf(stderr, "\n");
+    }
+    static const char *const sn[SPH - 1] = {"stage wait", "issue + stores", "1st wait", "elementwise", "U stores",
+                                            "2nd wait + max"};
+    for (int kind = 0; kind < 2; kind++) {
+        const double *q = phase_sum + PHASES + 1 + kind * SPH;
+        if (q[SPH - 1] <= 0) continue;
+        fprintf(stderr, "%s phases (SM cycles per step, thread 0, %.0f steps):", kind ? "k_state_bwd_wg" : "k_state_fwd_wg",
+                q[SPH - 1]);
+        for (int i = 0; i < SPH - 1; i++) fprintf(stderr, "  %s %.0f", sn[i], q[i] / q[SPH - 1]);
         fprintf(stderr, "\n");
     }
 #endif
@@ -3751,7 +3795,7 @@ static int trace_begin(cudaStream_t st) {
     for (int i = 0; i < 3 * TRACE_SLOTS; i++) init[i] = i < 2 * TRACE_SLOTS && !(i & 1) ? ~0ull : 0ull;
     GDN_CUDA_TRY(cudaMemcpyToSymbolAsync(gdn_trace_buf, init, sizeof init, 0, cudaMemcpyHostToDevice, st));
 #ifdef OH_GDN_PHASES
-    const unsigned long long z[PHASES + 1] = {0};
+    const unsigned long long z[PHASES + 1 + 2 * SPH] = {0};
     GDN_CUDA_TRY(cudaMemcpyToSymbolAsync(gdn_phase_buf, z, sizeof z, 0, cudaMemcpyHostToDevice, st));
 #endif
 #else
@@ -3765,12 +3809,12 @@ static int trace_end(cudaStream_t st) {
     unsigned long long b[3 * TRACE_SLOTS];
     GDN_CUDA_TRY(cudaMemcpyFromSymbolAsync(b, gdn_trace_buf, sizeof b, 0, cudaMemcpyDeviceToHost, st));
 #ifdef OH_GDN_PHASES
-    unsigned long long ph[PHASES + 1];
+    unsigned long long ph[PHASES + 1 + 2 * SPH];
     GDN_CUDA_TRY(cudaMemcpyFromSymbolAsync(ph, gdn_phase_buf, sizeof ph, 0, cudaMemcpyDeviceToHost, st));
 #endif
     GDN_CUDA_TRY(cudaStreamSynchronize(st));
 #ifdef OH_GDN_PHASES
-    for (int i = 0; i <= PHASES; i++) phase_sum[i] += (double)ph[i];
+    for (int i = 0; i < PHASES + 1 + 2 * SPH; i++) phase_sum[i] += (double)ph[i];
 #endif
     unsigned long long t0 = ~0ull;
     for (int i = 0; i < TRACE_SLOTS; i++)
@@ -4046,10 +4090,37 @@ static int make_ctx(Ctx *c, int T, int ndocs, int Hk, int Hv, int K, int V, void
 
 /* k_chunk_table, k_prep, k_state_fwd: everything k_out and the backward read;
  * with k_out when `out`; overlapped as "Overlap" says when plan_overlap allows. */
-/* The forward state kernel computes the output itself (k_state_fwd_wg with -DOH_GDN_SF_OUT=1). */
-static bool state_fuses_out(int K) { return OH_GDN_SF_WG && OH_GDN_SF_OUT && K <= 128; }
+/* Whether the forward state kernel computes the output itself (k_state_fwd_wg
+ * with OUT, k_out not launched): when the state grid exceeds the SMs (several
+ * documents), where k_out trailing the state kernel finds few SMs free.  With
+ * one document k_out beside the state blocks is faster (H200, same call,
+ * bench/runs/2026-12-06-6fbf6b8, f+b ms fused / not: 1 x 8192 1.905 / 1.836,
+ * 1 x 32768 7.37 / 7.09; 4 x 8192 6.25 / 6.43, 16 docs 6.27 / 6.56).
+ * OH_GDN_SF_OUT=0 / 1 (sandbox): never / always.  The emulator counts 132 SMs. */
+static int state_fuses_out(const Ctx &c, bool *fuse) {
+    *fuse = false;
+    if (!OH_GDN_SF_WG || c.K > 128) return 0;
+    static const int env = env_eq("OH_GDN_SF_OUT", "0") ? 0 : env_eq("OH_GDN_SF_OUT", "1") ? 1 : -1;
+    if (env >= 0) {
+        *fuse = env == 1;
+        return 0;
+    }
+    int sms = 132;
+#ifndef OH_EMU
+    int dev = 0;
+    GDN_CUDA_TRY(cudaGetDevice(&dev));
+    GDN_CUDA_TRY(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+#endif
+    *fuse = (long)c.nvb * c.Hv * c.ndocs > sms;
+    return 0;
+}
 static int forward_pass(const Ctx &c, const int32_t *cu, cudaStream_t st, bool out) {
-    if (out && state_fuses_out(c.K)) out = false; /* k_state_fwd_wg computes it */
+    bool fuse = false;
+    if (out) {
+        const int r0 = state_fuses_out(c, &fuse);
+        if (r0) return r0;
+        if (fuse) out = false; /* k_state_fwd_wg computes it */
+    }
     /* the claim counter, flP, flS */
     GDN_CUDA_TRY(cudaMemsetAsync(c.ctr, 0, sizeof(int) * (16 + 2 * (size_t)c.ncmax * c.Hv), st));
     GDN_LAUNCH(k_chunk_table, dim3(1), dim3(256), 0, st, c, cu);
@@ -4062,7 +4133,7 @@ static int forward_pass(const Ctx &c, const int32_t *cu, cudaStream_t st, bool o
     if (r) return r;
     if (o.a > 0) { /* see "Overlap" */
         if ((r = launch(k_prep<true>, dim3(o.a), dim3(128), sp, st, "k_prep", traced(c, TR_PREP))) ||
-            (r = run_state(traced(c, TR_STATE_FWD), st, false, true)))
+            (r = run_state(traced(c, TR_STATE_FWD), st, false, true, fuse)))
             return r;
         if (o.b > 0 && (r = launch(k_prep<true>, dim3(o.b), dim3(128), sp, st, "k_prep", traced(c, TR_PREP2), true)))
             return r;
@@ -4075,7 +4146,7 @@ static int forward_pass(const Ctx &c, const int32_t *cu, cudaStream_t st, bool o
      * k_prep's last wave as they empty */
     static const bool early = env_on("OH_GDN_FWD_EARLY");
     if ((r = launch(k_prep<false>, dim3(c.ncmax * c.Hv), dim3(128), sp, st, "k_prep", traced(c, TR_PREP))) ||
-        (r = run_state(traced(c, TR_STATE_FWD), st, false, o.out != 0 && early)))
+        (r = run_state(traced(c, TR_STATE_FWD), st, false, o.out != 0 && early, fuse)))
         return r;
     return out ? launch(k_out, go, dim3(128), so, st, "k_out", traced(c, TR_OUT), o.out != 0) : 0;
 }
