@@ -4091,21 +4091,25 @@ static int make_ctx(Ctx *c, int T, int ndocs, int Hk, int Hv, int K, int V, void
 /* k_chunk_table, k_prep, k_state_fwd: everything k_out and the backward read;
  * with k_out when `out`; overlapped as "Overlap" says when plan_overlap allows. */
 /* Whether the forward state kernel computes the output itself (k_state_fwd_wg
- * with OUT, k_out not launched): when the state grid exceeds the SMs (several
- * documents), where k_out trailing the state kernel finds few SMs free.  With
- * one document k_out beside the state blocks is faster (H200, same call,
- * bench/runs/2026-12-06-6fbf6b8, f+b ms fused / not: 1 x 8192 1.905 / 1.836,
- * 1 x 32768 7.37 / 7.09; 4 x 8192 6.25 / 6.43, 16 docs 6.27 / 6.56).
- * OH_GDN_SF_OUT=0 / 1 (sandbox): never / always.  The emulator counts 132 SMs. */
+ * with OUT, k_out not launched): by default whenever it runs (K <= 128).
+ * Measured (H200, one call, bench/runs/2026-12-06-6fbf6b8, f+b ms fused / k_out
+ * trailing): 4 x 8192 6.25 / 6.43, 16 docs 6.27 / 6.56, but 1 x 8192 1.905 / 1.836
+ * and 1 x 32768 7.37 / 7.09: with one document the state kernel is the critical
+ * path and k_out beside it costs nothing.  Choosing by the state grid (fused when
+ * it exceeds the SMs, OH_GDN_SF_OUT=auto) gets the better of both, but then a
+ * document's output depends on what it is packed with (the two ways round
+ * differently; test_gdn's "packed documents == each document alone" failed,
+ * H100, bench/runs/2026-12-06-2c6d030), so it is not the default.
+ * OH_GDN_SF_OUT=0 (sandbox): never. */
 static int state_fuses_out(const Ctx &c, bool *fuse) {
     *fuse = false;
     if (!OH_GDN_SF_WG || c.K > 128) return 0;
-    static const int env = env_eq("OH_GDN_SF_OUT", "0") ? 0 : env_eq("OH_GDN_SF_OUT", "1") ? 1 : -1;
+    static const int env = env_eq("OH_GDN_SF_OUT", "0") ? 0 : env_eq("OH_GDN_SF_OUT", "auto") ? -1 : 1;
     if (env >= 0) {
         *fuse = env == 1;
         return 0;
     }
-    int sms = 132;
+    int sms = 132; /* the emulator's */
 #ifndef OH_EMU
     int dev = 0;
     GDN_CUDA_TRY(cudaGetDevice(&dev));
