@@ -26,7 +26,8 @@
  *   dg = reverse cumsum of dG inside the chunk.
  *
  * Precision.  Every product runs on the tensor cores (mma.sync m16n8k16; in
- * k_chunk_bwd's V loop wgmma m64nNk16; fp32 accumulation) with fp16
+ * the state kernels (K <= 128) and k_chunk_bwd's V loop wgmma m64nNk16; fp32
+ * accumulation) with fp16
  * operands, which carry 3 more mantissa bits than bf16 at the same speed: the
  * bounded operands (Qn, Kn, Wu, P, T are
  * all <= a few in magnitude) are stored as plain fp16; the others (the state
@@ -50,14 +51,17 @@
  *                  Kn, Qn, P, T, Uv (+ exponents).
  *   k_state_fwd    per (document, value head, 64 columns of V): the state
  *                  recurrence over the document's chunks; stores H and U per
- *                  chunk; s_final.
- *   k_out          per (chunk, value head, 64 columns of V): O = gam o (Qn S0) + P U.
+ *                  chunk; s_final.  K <= 128: k_state_fwd_wg (one warpgroup,
+ *                  the state transposed in wgmma accumulators), which also
+ *                  computes the output (unless OH_GDN_SF_OUT=0).
+ *   k_out          per (chunk, value head, 64 columns of V): O = gam o (Qn S0) + P U
+ *                  (K > 128, or OH_GDN_SF_OUT=0).
  *   k_dout_prep    per (chunk, value head): dO as scaled fp16 tiles; only
  *                  when K > 128 (or OH_GDN_DPREP=kernel): otherwise the
  *                  state kernel's signaller warp does it (dprep_load).
  *   k_state_bwd    per (document, value head, 64 columns of V): the reverse
  *                  recurrence; stores dH (gradient of the state leaving each
- *                  chunk) and dU; ds0.
+ *                  chunk) and dU; ds0.  K <= 128: k_state_bwd_wg.
  *   k_chunk_bwd    per (chunk, value head, K block of <= 128): everything else
  *                  (the V loop's products on wgmma, one warpgroup a role);
  *                  fuses the l2norm backward when K <= 128 and Hv == Hk.
