@@ -1570,6 +1570,58 @@ DEV void wg_bar() {
 #endif
 }
 
+/* -DOH_GDN_ST_STAGE=1 (not measured yet): the wgmma state kernels store their
+ * H, U, O (dH, dU) tiles through a staging area of the warp in shared memory
+ * (stmatrix, then 16-byte pieces: 18 instructions a thread for H at K 96
+ * instead of 48) instead of movmatrix and 4-byte stores. */
+#ifndef OH_GDN_ST_STAGE
+#define OH_GDN_ST_STAGE 0
+#endif
+enum { LDST = 24 }; /* staging row stride (elements): a warp's 16 columns + 8 of padding */
+/* stmatrix .x4 .trans: matrix i (register r[i], the mma fragment layout) stored
+ * transposed, lane 8 i + rr naming the address of stored row rr (16 bytes). */
+DEV void stsm4t(uint16_t *p, const uint32_t (&r)[4]) {
+#ifdef OH_EMU
+    const int lane = threadIdx.x & 31, q = lane >> 3, rr = lane & 7;
+    uint16_t row[8];
+    for (int i = 0; i < 4; i++)
+        for (int cc = 0; cc < 8; cc++) { /* stored row rr, element cc = M_i[cc][rr]: lane 4 cc + rr / 2 */
+            const uint32_t v = __shfl_sync(0xffffffffu, r[i], 4 * cc + (rr >> 1));
+            if (i == q) row[cc] = (uint16_t)(v >> (16 * (rr & 1)));
+        }
+    memcpy(p, row, 16);
+#else
+    const uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
+    asm volatile("stmatrix.sync.aligned.m8n8.x4.trans.shared.b16 [%0], {%1,%2,%3,%4};" ::"r"(a), "r"(r[0]), "r"(r[1]),
+                 "r"(r[2]), "r"(r[3])
+                 : "memory");
+#endif
+}
+/* A warp's 16 columns of a [16 NB][...] tile held as NB A-layout fragments of the
+ * accumulator rows (frag[b][q]: accumulator rows +8 with q & 1, tile rows 16 b + 8 (q >> 1)):
+ * written transposed into st [16 NB][LDST], then rows < nrows stored as 16-byte
+ * pieces at g + row * ldg. */
+template <int NB> DEV void warp_store_tile(uint16_t *st, const uint32_t (&frag)[NB][4], uint16_t *g, size_t ldg, int nrows) {
+    const int lane = threadIdx.x & 31;
+    __syncwarp(); /* the last tile's pieces have been read */
+#pragma unroll
+    for (int b = 0; b < NB; b++) stsm4t(st + (16 * b + 8 * (lane >> 4) + (lane & 7)) * LDST + 8 * ((lane >> 3) & 1), frag[b]);
+    __syncwarp();
+#pragma unroll
+    for (int i = 0; i < NB; i++) {
+        const int pc = lane + 32 * i, row = pc >> 1, hh = pc & 1;
+        if (row < nrows)
+            *reinterpret_cast<uint4 *>(g + row * ldg + 8 * hh) = *reinterpret_cast<const uint4 *>(st + row * LDST + 8 * hh);
+    }
+}
+/* The accumulators of n-tiles 2s, 2s+1 as an A-layout fragment of bf16 (times x) */
+DEV void acc_to_a_bf16(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)[4], float x0, float x1) {
+    a[0] = pack_bf16(c0[0] * x0, c0[1] * x0);
+    a[1] = pack_bf16(c0[2] * x1, c0[3] * x1);
+    a[2] = pack_bf16(c1[0] * x0, c1[1] * x0);
+    a[3] = pack_bf16(c1[2] * x1, c1[3] * x1);
+}
+
 /* A thread's share (of 128) of copying [64][K] 16-bit rows (row stride K) into
  * the NK / 64 (rounded up) 128-byte-swizzled [64][64] tiles of a wgmma
  * operand, tile t holding columns [64 t, 64 t + 64); columns in [K, NK) are
@@ -1647,8 +1699,12 @@ template <int KT, bool OUT_ = false> struct StateWgCfg {
     static constexpr int STG = (XT * TILE * 2 + 64 * LD64 * 2 + 256 + 1023) / 1024 * 512;
     static constexpr int THREADS = 160; /* the warpgroup and the signaller warp */
 };
+/* a warpgroup's staging areas (OH_GDN_ST_STAGE): 4 x [max(NK, 64)][LDST] */
+template <int KT> static constexpr size_t st_stage_elems() {
+    return OH_GDN_ST_STAGE ? 4 * (size_t)(StateWgCfg<KT>::NK > 64 ? StateWgCfg<KT>::NK : 64) * LDST : 0;
+}
 template <int KT, bool OUT> static size_t state_wg_smem() {
-    return 1024 + (size_t)2 * StateWgCfg<KT, OUT>::STG * 2 + carve16(12 * 4);
+    return 1024 + (size_t)2 * StateWgCfg<KT, OUT>::STG * 2 + carve16(12 * 4) + carve16(st_stage_elems<KT>() * 2);
 }
 
 template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_wg(Ctx c) {
@@ -1667,6 +1723,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
     cv.p += (1024u - (smem_u32(cv.p) & 1023u)) & 1023u;
     uint16_t *stg = cv.take<uint16_t>(2 * STG);
     float *redS = cv.take<float>(12), *redU = redS + 8; /* [parity][warp] max |S|; [warp] max |U| */
+    uint16_t *stw = cv.take<uint16_t>(st_stage_elems<KT>()) + (size_t)(w & 3) * (st_stage_elems<KT>() / 4); /* OH_GDN_ST_STAGE */
     allow_dependents();
     trace_mark(c, false);
     const StateSig sg{c.flP, c.flS, first, 1, cnt, Hv, h};
@@ -1772,7 +1829,9 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
             eUv_next = ld_l2(c.eUv + (chh + Hv) * nvb + vb);
         }
         if (tid == 0) c.eH[chh * nvb + vb] = eH;
-        if (wok) {
+        if (OH_GDN_ST_STAGE && wok) {
+            warp_store_tile<KS>(stw, ah, c.H + chh * K * V + col0, V, K);
+        } else if (wok) {
             uint16_t *Hc = c.H + chh * K * V + (size_t)g4 * V + col0 + 2 * t4;
 #pragma unroll
             for (int kk = 0; kk < KS; kk++)
@@ -1880,7 +1939,13 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
         wg_bar();
         const int eU = scale_exp(fmaxf(fmaxf(redU[0], redU[1]), fmaxf(redU[2], redU[3])));
         if (tid == 0) c.eU[chh * nvb + vb] = eU;
-        if (wok) {
+        if (OH_GDN_ST_STAGE && wok) {
+            const float sU = exp2i(eU);
+            uint32_t fr[4][4];
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) acc_to_a_f16(fr[kk], X[2 * kk], X[2 * kk + 1], sU, sU);
+            warp_store_tile<4>(stw, fr, c.U + chh * 64 * V + col0, V, 64);
+        } else if (wok) {
             const float sU = exp2i(eU);
             uint16_t *Uc = c.U + (chh * 64 + g4) * V + col0 + 2 * t4;
 #pragma unroll
@@ -1909,15 +1974,22 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
         if constexpr (C::OUT) if (fo && wok) { /* O (bf16) for the chunk's tokens */
             const Chunk ch = chunk_at(c, ci);
             const float o0 = exp2i(-eo[0]), o1 = exp2i(-eo[1]);
-            uint16_t *Oc = c.out + ((size_t)(ch.t0 + g4) * Hv + h) * V + col0 + 2 * t4;
+            if (OH_GDN_ST_STAGE) {
+                uint32_t fr[4][4];
 #pragma unroll
-            for (int n = 0; n < 8; n++)
+                for (int kk = 0; kk < 4; kk++) acc_to_a_bf16(fr[kk], O[2 * kk], O[2 * kk + 1], o0, o1);
+                warp_store_tile<4>(stw, fr, c.out + ((size_t)ch.t0 * Hv + h) * V + col0, (size_t)Hv * V, ch.len);
+            } else {
+                uint16_t *Oc = c.out + ((size_t)(ch.t0 + g4) * Hv + h) * V + col0 + 2 * t4;
 #pragma unroll
-                for (int hf = 0; hf < 2; hf++) {
-                    const float f = hf ? o1 : o0;
-                    const uint32_t tq = mov_trans(pack_bf16(O[n][2 * hf] * f, O[n][2 * hf + 1] * f));
-                    if (8 * n + g4 < ch.len) st32(Oc + (size_t)(8 * n) * Hv * V + 8 * hf, tq);
-                }
+                for (int n = 0; n < 8; n++)
+#pragma unroll
+                    for (int hf = 0; hf < 2; hf++) {
+                        const float f = hf ? o1 : o0;
+                        const uint32_t tq = mov_trans(pack_bf16(O[n][2 * hf] * f, O[n][2 * hf + 1] * f));
+                        if (8 * n + g4 < ch.len) st32(Oc + (size_t)(8 * n) * Hv * V + 8 * hf, tq);
+                    }
+            }
         }
     }
     if (c.s_final && wok) {
@@ -2430,7 +2502,8 @@ template <int KT> struct StateBwdWgCfg {
     static constexpr int STG = (3 * NKT * TILE * 2 + TILE * 2 + 64 * LD64 * 2 + 256 + 1023) / 1024 * 512;
 };
 template <int KT> static size_t state_bwd_wg_smem() {
-    return 1024 + (size_t)2 * StateBwdWgCfg<KT>::STG * 2 + carve16(12 * 4) + carve16(64 * 64 * 2);
+    return 1024 + (size_t)2 * StateBwdWgCfg<KT>::STG * 2 + carve16(12 * 4) + carve16(64 * 64 * 2) +
+           carve16(st_stage_elems<KT>() * 2);
 }
 
 template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_wg(Ctx c) {
@@ -2448,6 +2521,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
     cv.p += (1024u - (smem_u32(cv.p) & 1023u)) & 1023u;
     uint16_t *stg = cv.take<uint16_t>(2 * STG);
     float *redS = cv.take<float>(12), *redU = redS + 8;
+    uint16_t *stw = cv.take<uint16_t>(st_stage_elems<KT>()) + (size_t)(w & 3) * (st_stage_elems<KT>() / 4); /* OH_GDN_ST_STAGE */
     allow_dependents();
     trace_mark(c, false);
     const StateSig sg{c.flD, c.flB, first + cnt - 1, -1, cnt, Hv, h};
@@ -2550,7 +2624,9 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
             cp_async_commit();
         }
         if (tid == 0) c.edH[chh * nvb + vb] = edH;
-        if (wok) {
+        if (OH_GDN_ST_STAGE && wok) {
+            warp_store_tile<KS>(stw, ah, c.dH + chh * K * V + col0, V, K);
+        } else if (wok) {
             uint16_t *Hc = c.dH + chh * K * V + (size_t)g4 * V + col0 + 2 * t4;
 #pragma unroll
             for (int kk = 0; kk < KS; kk++)
@@ -2639,7 +2715,13 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         wg_bar();
         const int edU = scale_exp(fmaxf(fmaxf(redU[0], redU[1]), fmaxf(redU[2], redU[3])));
         if (tid == 0) c.eUv[chh * nvb + vb] = edU;
-        if (wok) {
+        if (OH_GDN_ST_STAGE && wok) {
+            const float sU = exp2i(edU);
+            uint32_t fr[4][4];
+#pragma unroll
+            for (int kk = 0; kk < 4; kk++) acc_to_a_f16(fr[kk], U1[2 * kk], U1[2 * kk + 1], sU, sU);
+            warp_store_tile<4>(stw, fr, c.Uv + chh * 64 * V + col0, V, 64);
+        } else if (wok) {
             const float sU = exp2i(edU);
             uint16_t *Uc = c.Uv + (chh * 64 + g4) * V + col0 + 2 * t4;
 #pragma unroll
