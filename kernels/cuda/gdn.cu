@@ -1578,6 +1578,12 @@ DEV void wg_bar() {
 #define OH_GDN_ST_STAGE 0
 #endif
 enum { LDST = 24 }; /* staging row stride (elements): a warp's 16 columns + 8 of padding */
+/* -DOH_GDN_GTAB=1 (not measured yet): the wgmma state kernels work out a step's gates
+ * e^{G_j} and e^{G_63 - G_j} once (a value a thread, into shared memory, one
+ * warpgroup barrier) instead of each thread its 32-48. */
+#ifndef OH_GDN_GTAB
+#define OH_GDN_GTAB 0
+#endif
 /* stmatrix .x4 .trans: matrix i (register r[i], the mma fragment layout) stored
  * transposed, lane 8 i + rr naming the address of stored row rr (16 bytes). */
 DEV void stsm4t(uint16_t *p, const uint32_t (&r)[4]) {
@@ -1704,7 +1710,8 @@ template <int KT> static constexpr size_t st_stage_elems() {
     return OH_GDN_ST_STAGE ? 4 * (size_t)(StateWgCfg<KT>::NK > 64 ? StateWgCfg<KT>::NK : 64) * LDST : 0;
 }
 template <int KT, bool OUT> static size_t state_wg_smem() {
-    return 1024 + (size_t)2 * StateWgCfg<KT, OUT>::STG * 2 + carve16(12 * 4) + carve16(st_stage_elems<KT>() * 2);
+    return 1024 + (size_t)2 * StateWgCfg<KT, OUT>::STG * 2 + carve16(12 * 4) + carve16(st_stage_elems<KT>() * 2) +
+           carve16(128 * 4);
 }
 
 template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_wg(Ctx c) {
@@ -1724,6 +1731,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
     uint16_t *stg = cv.take<uint16_t>(2 * STG);
     float *redS = cv.take<float>(12), *redU = redS + 8; /* [parity][warp] max |S|; [warp] max |U| */
     uint16_t *stw = cv.take<uint16_t>(st_stage_elems<KT>()) + (size_t)(w & 3) * (st_stage_elems<KT>() / 4); /* OH_GDN_ST_STAGE */
+    float *gtab = cv.take<float>(128); /* OH_GDN_GTAB: e^{G_j}, e^{G_63 - G_j} */
     allow_dependents();
     trace_mark(c, false);
     const StateSig sg{c.flP, c.flS, first, 1, cnt, Hv, h};
@@ -1795,6 +1803,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
         fence_async_smem();
         BAR_STEP(); /* this chunk's tiles are in; the previous step is done everywhere */
         SPHASE_MARK(0, 1);
+        if (OH_GDN_GTAB) gtab[tid] = tid < 64 ? fexp(Gts(s)[tid]) : fexp(Gts(s)[63] - Gts(s)[tid - 64]);
         /* H = S0 as fp16 x 2^eH: the A operand of X^T */
         float m = fmaxf(fmaxf(redS[4 * ((it + 1) & 1)], redS[4 * ((it + 1) & 1) + 1]),
                         fmaxf(redS[4 * ((it + 1) & 1) + 2], redS[4 * ((it + 1) & 1) + 3]));
@@ -1845,13 +1854,15 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
         const float *Gt = Gts(s);
         const float glast = Gt[63], iH = exp2i(-eH), iUv = exp2i(-eUv);
         float gm[8][2], dl[8][2]; /* gam_j 2^-eH and del_j at this thread's chunk rows j = 8 n + 2 t4 + i */
+        if (OH_GDN_GTAB) wg_bar(); /* the gate table is in */
 #pragma unroll
         for (int n = 0; n < 8; n++)
 #pragma unroll
             for (int i = 0; i < 2; i++) {
-                const float gj = Gt[8 * n + 2 * t4 + i];
-                gm[n][i] = fexp(gj) * iH;
-                dl[n][i] = fexp(glast - gj);
+                const int j = 8 * n + 2 * t4 + i;
+                const float gj = Gt[j];
+                gm[n][i] = (OH_GDN_GTAB ? gtab[j] : fexp(gj)) * iH;
+                dl[n][i] = OH_GDN_GTAB ? gtab[64 + j] : fexp(glast - gj);
             }
         uint32_t uv[4][4]; /* Uv^T: uv[np][q] = n-tile 2 np + (q >> 1), rows +8 (q & 1) */
 #pragma unroll
@@ -2502,7 +2513,7 @@ template <int KT> struct StateBwdWgCfg {
     static constexpr int STG = (3 * NKT * TILE * 2 + TILE * 2 + 64 * LD64 * 2 + 256 + 1023) / 1024 * 512;
 };
 template <int KT> static size_t state_bwd_wg_smem() {
-    return 1024 + (size_t)2 * StateBwdWgCfg<KT>::STG * 2 + carve16(12 * 4) + carve16(64 * 64 * 2) +
+    return 1024 + (size_t)2 * StateBwdWgCfg<KT>::STG * 2 + carve16(12 * 4) + carve16(128 * 4) + carve16(64 * 64 * 2) +
            carve16(st_stage_elems<KT>() * 2);
 }
 
@@ -2522,6 +2533,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
     uint16_t *stg = cv.take<uint16_t>(2 * STG);
     float *redS = cv.take<float>(12), *redU = redS + 8;
     uint16_t *stw = cv.take<uint16_t>(st_stage_elems<KT>()) + (size_t)(w & 3) * (st_stage_elems<KT>() / 4); /* OH_GDN_ST_STAGE */
+    float *gtab = cv.take<float>(128); /* OH_GDN_GTAB: e^{G_j}, e^{G_63 - G_j} */
     allow_dependents();
     trace_mark(c, false);
     const StateSig sg{c.flD, c.flB, first + cnt - 1, -1, cnt, Hv, h};
@@ -2592,6 +2604,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         fence_async_smem();
         BAR_STEP();
         SPHASE_MARK(1, 1);
+        if (OH_GDN_GTAB) gtab[tid] = tid < 64 ? fexp(Gts(s)[tid]) : fexp(Gts(s)[63] - Gts(s)[tid - 64]);
         float m = fmaxf(fmaxf(redS[4 * ((it + 1) & 1)], redS[4 * ((it + 1) & 1) + 1]),
                         fmaxf(redS[4 * ((it + 1) & 1) + 2], redS[4 * ((it + 1) & 1) + 3]));
         const int edH = scale_exp(m);
@@ -2644,6 +2657,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         wg_wait<0>();
         wg_fence_acc(U1);
         wg_fence_acc(U2);
+        if (OH_GDN_GTAB) wg_bar(); /* the gate table is in */
         SPHASE_MARK(1, 3);
         /* dU, Y; the row maxima of |Z| and |Y| (one exponent per row for both); the
          * gates gam_j, del_j at this thread's chunk rows j = 8 n + 2 t4 + i worked out
@@ -2653,7 +2667,8 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         for (int n = 0; n < 8; n++)
 #pragma unroll
             for (int i = 0; i < 2; i++) {
-                const float gj = Gt[8 * n + 2 * t4 + i], gm = fexp(gj), dl = fexp(glast - gj);
+                const int j = 8 * n + 2 * t4 + i;
+                const float gm = OH_GDN_GTAB ? gtab[j] : fexp(Gt[j]), dl = OH_GDN_GTAB ? gtab[64 + j] : fexp(glast - Gt[j]);
 #pragma unroll
                 for (int hf = 0; hf < 2; hf++) {
                     const int e = 2 * hf + i;
@@ -2679,8 +2694,9 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
                 for (int q = 0; q < 4; q++) { /* n-tile 2 kk + (q >> 1), rows +8 (q & 1) */
                     const int n = 2 * kk + (q >> 1);
                     const float zx = idO * ((q & 1) ? x1 : x0);
-                    az[kk][q] = pack_f16(h2f_lo(ao[kk][q]) * fexp(Gt[8 * n + 2 * t4]) * zx,
-                                         h2f_hi(ao[kk][q]) * fexp(Gt[8 * n + 2 * t4 + 1]) * zx);
+                    const int j = 8 * n + 2 * t4;
+                    const float g0 = OH_GDN_GTAB ? gtab[j] : fexp(Gt[j]), g1 = OH_GDN_GTAB ? gtab[j + 1] : fexp(Gt[j + 1]);
+                    az[kk][q] = pack_f16(h2f_lo(ao[kk][q]) * g0 * zx, h2f_hi(ao[kk][q]) * g1 * zx);
                 }
                 acc_to_a_f16(ay[kk], U2[2 * kk], U2[2 * kk + 1], -x0, -x1);
             }
