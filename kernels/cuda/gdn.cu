@@ -1809,11 +1809,9 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
                         fmaxf(redS[4 * ((it + 1) & 1) + 2], redS[4 * ((it + 1) & 1) + 3]));
         const int eH = scale_exp(m);
         uint32_t ah[KS][4];
-        {
-            const float f0 = exp2i(eH - cr[0]), f1 = exp2i(eH - cr[1]);
+        const float f0 = exp2i(eH - cr[0]), f1 = exp2i(eH - cr[1]);
 #pragma unroll
-            for (int kk = 0; kk < KS; kk++) acc_to_a_f16(ah[kk], S[2 * kk], S[2 * kk + 1], f0, f1);
-        }
+        for (int kk = 0; kk < KS; kk++) acc_to_a_f16(ah[kk], S[2 * kk], S[2 * kk + 1], f0, f1);
         {
             const uint64_t wd = wg_desc(Wts(s), 16, 1024);
             wg_fence_acc(X);
@@ -1838,18 +1836,26 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
             eUv_next = ld_l2(c.eUv + (chh + Hv) * nvb + vb);
         }
         if (tid == 0) c.eH[chh * nvb + vb] = eH;
+        /* the stores convert the state again: ah belongs to the wgmma in flight
+         * (its registers are not to be accessed before the wait) */
         if (OH_GDN_ST_STAGE && wok) {
-            warp_store_tile<KS>(stw, ah, c.H + chh * K * V + col0, V, K);
+            uint32_t hs[KS][4];
+#pragma unroll
+            for (int kk = 0; kk < KS; kk++) acc_to_a_f16(hs[kk], S[2 * kk], S[2 * kk + 1], f0, f1);
+            warp_store_tile<KS>(stw, hs, c.H + chh * K * V + col0, V, K);
         } else if (wok) {
             uint16_t *Hc = c.H + chh * K * V + (size_t)g4 * V + col0 + 2 * t4;
 #pragma unroll
-            for (int kk = 0; kk < KS; kk++)
+            for (int kk = 0; kk < KS; kk++) {
+                uint32_t hq[4];
+                acc_to_a_f16(hq, S[2 * kk], S[2 * kk + 1], f0, f1);
 #pragma unroll
                 for (int q = 0; q < 4; q++) { /* a[q]: columns +8 (q & 1), state rows 16 kk + 8 (q >> 1) */
                     const int d0 = 16 * kk + 8 * (q >> 1);
-                    const uint32_t tq = mov_trans(ah[kk][q]);
+                    const uint32_t tq = mov_trans(hq[q]);
                     if (d0 + g4 < K) st32(Hc + (size_t)d0 * V + 8 * (q & 1), tq);
                 }
+            }
         }
         const float *Gt = Gts(s);
         const float glast = Gt[63], iH = exp2i(-eH), iUv = exp2i(-eUv);
@@ -2609,11 +2615,9 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
                         fmaxf(redS[4 * ((it + 1) & 1) + 2], redS[4 * ((it + 1) & 1) + 3]));
         const int edH = scale_exp(m);
         uint32_t ah[KS][4], ao[4][4];
-        {
-            const float f0 = exp2i(edH - cr[0]), f1 = exp2i(edH - cr[1]);
+        const float f0 = exp2i(edH - cr[0]), f1 = exp2i(edH - cr[1]);
 #pragma unroll
-            for (int kk = 0; kk < KS; kk++) acc_to_a_f16(ah[kk], S[2 * kk], S[2 * kk + 1], f0, f1);
-        }
+        for (int kk = 0; kk < KS; kk++) acc_to_a_f16(ah[kk], S[2 * kk], S[2 * kk + 1], f0, f1);
 #pragma unroll
         for (int kk = 0; kk < 4; kk++)
             ldsm4t(ao[kk], dOs(s) + (16 * kk + (lane & 7) + ((lane >> 4) << 3)) * LD64 + 16 * w + (((lane >> 3) & 1) << 3));
@@ -2637,18 +2641,26 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
             cp_async_commit();
         }
         if (tid == 0) c.edH[chh * nvb + vb] = edH;
+        /* the stores convert the state again: ah belongs to the wgmma in flight
+         * (its registers are not to be accessed before the wait) */
         if (OH_GDN_ST_STAGE && wok) {
-            warp_store_tile<KS>(stw, ah, c.dH + chh * K * V + col0, V, K);
+            uint32_t hs[KS][4];
+#pragma unroll
+            for (int kk = 0; kk < KS; kk++) acc_to_a_f16(hs[kk], S[2 * kk], S[2 * kk + 1], f0, f1);
+            warp_store_tile<KS>(stw, hs, c.dH + chh * K * V + col0, V, K);
         } else if (wok) {
             uint16_t *Hc = c.dH + chh * K * V + (size_t)g4 * V + col0 + 2 * t4;
 #pragma unroll
-            for (int kk = 0; kk < KS; kk++)
+            for (int kk = 0; kk < KS; kk++) {
+                uint32_t hq[4];
+                acc_to_a_f16(hq, S[2 * kk], S[2 * kk + 1], f0, f1);
 #pragma unroll
                 for (int q = 0; q < 4; q++) {
                     const int d0 = 16 * kk + 8 * (q >> 1);
-                    const uint32_t tq = mov_trans(ah[kk][q]);
+                    const uint32_t tq = mov_trans(hq[q]);
                     if (d0 + g4 < K) st32(Hc + (size_t)d0 * V + 8 * (q & 1), tq);
                 }
+            }
         }
         const float *Gt = Gts(s);
         const float glast = Gt[63], eg = fexp(glast);
@@ -4026,7 +4038,8 @@ static int fit_beside(const Res &p, const Res &s, int extra, long regs, long sme
 }
 #endif
 
-static int plan_overlap(const Ctx &c, bool bwd, Overlap *o) {
+/* fuse: the forward state kernel computes the output (state_fuses_out), which changes its size */
+static int plan_overlap(const Ctx &c, bool bwd, Overlap *o, bool fuse = false) {
     o->a = o->b = o->out = o->cb = 0;
     /* OH_GDN_OVERLAP: 0 none, 1 forward and backward, bwd the backward only,
      * out (default) the backward and k_out trailing a k_state_fwd that starts
@@ -4087,7 +4100,7 @@ static int plan_overlap(const Ctx &c, bool bwd, Overlap *o) {
     GDN_CUDA_TRY(cudaDeviceGetAttribute(&reserved, cudaDevAttrReservedSharedMemoryPerBlock, dev));
     Res s = {}, p = {};
     int r;
-    const KernelCfg sk = state_kernel(c.K, bwd);
+    const KernelCfg sk = state_kernel(c.K, bwd, fuse);
     if ((r = res_of(sk, reserved, &s))) return r;
     const KernelCfg prod = bwd ? KernelCfg{k_dout_prep, 0, 128} : KernelCfg{k_prep<true>, prep_smem(c.K, c.V), 128};
     if ((r = res_of(prod, reserved, &p))) return r;
@@ -4235,7 +4248,7 @@ static int forward_pass(const Ctx &c, const int32_t *cu, cudaStream_t st, bool o
     const dim3 go(c.ncmax * c.Hv * c.nvb);
     const size_t sp = prep_smem(c.K, c.V), so = out_smem(c.K);
     Overlap o;
-    int r = plan_overlap(c, false, &o);
+    int r = plan_overlap(c, false, &o, fuse);
     if (r) return r;
     if (o.a > 0) { /* see "Overlap" */
         if ((r = launch(k_prep<true>, dim3(o.a), dim3(128), sp, st, "k_prep", traced(c, TR_PREP))) ||
