@@ -2797,11 +2797,6 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
 
 /* ------------------------------------------------------------- k_chunk_bwd */
 
-/* -DOH_GDN_CB_XLOAD=1: the raw q / k rows of the fused l2norm backward are
- * loaded into registers before warp 0's dG work (not measured on the GPU yet). */
-#ifndef OH_GDN_CB_XLOAD
-#define OH_GDN_CB_XLOAD 0
-#endif
 /* The V loop's products on wgmma (-DOH_GDN_CB_WGMMA=1): the stage tiles and T
  * are then 128-byte-swizzled [rows][64] tiles (wgmma.cuh), read by
  * descriptors; the accumulators keep the mma.sync layout, so the rest of the
@@ -3415,26 +3410,6 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     }
     __syncthreads();
     PHASE_MARK(6);
-#if OH_GDN_CB_XLOAD
-    /* the raw rows for the fused l2norm backward, into registers before warp 0's
-     * dG and role 1's Xch sums (their latency behind that work; the products'
-     * registers are free by now) */
-    uint32_t xraw[2][NT];
-    if (fused) {
-        const uint16_t *x = role == 0 ? c.q : c.k;
-#pragma unroll
-        for (int hf = 0; hf < 2; hf++) {
-            const int i = 16 * wr + g4 + 8 * hf;
-            const bool ok = i < ch.len;
-            const size_t rowoff = ((size_t)(ch.t0 + (ok ? i : 0)) * Hk + hk) * K;
-#pragma unroll
-            for (int n = 0; n < NT; n++) {
-                const int d = 8 * n + 2 * t4;
-                xraw[hf][n] = ok && d < K ? ld32(x + rowoff + d) : 0u;
-            }
-        }
-    }
-#endif
     if (role == 1) {
 #pragma unroll
         for (int n = 0; n < NT; n++)
@@ -3499,12 +3474,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
 #pragma unroll
                 for (int n = 0; n < NT; n++) {
                     const int d = 8 * n + 2 * t4;
-#if OH_GDN_CB_XLOAD
-                    const uint32_t xx = xraw[hf][n];
-                    (void)d;
-#else
                     const uint32_t xx = ok && d < K ? ld32(x + rowoff + d) : 0u;
-#endif
                     y[n][0] = bf2f_lo(xx);
                     y[n][1] = bf2f_hi(xx);
                     ss += y[n][0] * y[n][0] + y[n][1] * y[n][1];
