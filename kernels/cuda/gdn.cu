@@ -1056,16 +1056,19 @@ DEV void sig_post(const StateSig &g) {
 #define BAR_ANY() asm volatile("barrier.sync 0;" ::: "memory")
 #define BAR_STEP() asm volatile("barrier.sync 0;" ::: "memory")
 #endif
+/* NB barriers a step, the signaller's work before the last; NB = 1 (the wgmma
+ * state kernels): one barrier, which opens the step, the work after it (chunk
+ * it - 1's stores precede it; chunk it + 2 is loaded after the next one). */
 template <int NB> DEV void state_signaller(const StateSig &g) {
     const int lane = threadIdx.x & 31;
     if (lane == 0) sig_pre(g);
     __syncwarp();
     for (int it = 0; it < g.cnt; it++) {
 #pragma unroll
-        for (int b = 0; b < NB - 1; b++) BAR_ANY();
+        for (int b = 0; b < (NB == 1 ? 1 : NB - 1); b++) BAR_ANY();
         if (lane == 0) sig_step(g, it);
         __syncwarp();
-        BAR_ANY();
+        if (NB > 1) BAR_ANY();
     }
     BAR_ANY();
     if (lane == 0) sig_post(g);
@@ -1143,7 +1146,9 @@ DEV void gpu_fence() {
  * (measured: k_state_bwd +0.16 ms at 1 x 8192).  The copies of chunk it + 3
  * are issued after the fence (-DOH_GDN_SIGCOPY_AFTER=0: before it); with the
  * 168-register state kernels that measured 0.01-0.09 ms faster f+b at the four
- * bench shapes (H100, bench/runs/2026-12-06-ab2), alone no different. */
+ * bench shapes (H100, bench/runs/2026-12-06-ab2), alone no different.  NB = 1
+ * (the wgmma state kernels, one barrier a step, which opens it): the same
+ * work after step it's barrier. */
 #ifndef OH_GDN_SIGCOPY_AFTER
 #define OH_GDN_SIGCOPY_AFTER 1
 #endif
@@ -1160,7 +1165,7 @@ template <int NB> DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, 
     if (g.cnt > 2) dprep_load(c, buf, chunk(2), g.h, vb);
     for (int it = 0; it < g.cnt; it++) {
 #pragma unroll
-        for (int b = 0; b < NB - 1; b++) BAR_ANY();
+        for (int b = 0; b < (NB == 1 ? 1 : NB - 1); b++) BAR_ANY();
         const bool more = it + 3 < g.cnt;
         if (it + 2 < g.cnt) dprep_store(c, buf, chunk(it + 2), g.h, vb);
         if (more && !OH_GDN_SIGCOPY_AFTER) dprep_load(c, buf, chunk(it + 3), g.h, vb);
@@ -1172,7 +1177,7 @@ template <int NB> DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, 
         /* the copies after the fence (which may wait for them): the default */
         if (more && OH_GDN_SIGCOPY_AFTER) dprep_load(c, buf, chunk(it + 3), g.h, vb);
         __syncwarp();
-        BAR_ANY();
+        if (NB > 1) BAR_ANY();
     }
     BAR_ANY();
     if (lane == 0) sig_post(g);
@@ -1192,6 +1197,19 @@ template <int ROWS, int COLS8, int NTH> struct TilePlan {
         for (int j = 0; j < N; j++) {
             const int i = tid + j * NTH, r = i / COLS8, c8 = i % COLS8;
             so[j] = (uint32_t)(r * lds + c8 * 8);
+            go[j] = (uint32_t)(r * ldg + c8 * 8);
+            if (c8 * 8 < valid) ok |= 1u << j;
+        }
+    }
+    /* The same into the 128-byte-swizzled [ROWS][64] tiles of a wgmma operand
+     * (wgmma.cuh), tile t holding columns [64 t, 64 t + 64); columns at or past
+     * `valid` zero-filled, those past the rows' COLS8 pieces not written. */
+    __device__ __forceinline__ void init_sw(int tid, int ldg, int valid) {
+        ok = 0;
+#pragma unroll
+        for (int j = 0; j < N; j++) {
+            const int i = tid + j * NTH, r = i / COLS8, c8 = i % COLS8;
+            so[j] = (uint32_t)((c8 >> 3) * ROWS * 64 + sw64(r, (c8 & 7) * 8));
             go[j] = (uint32_t)(r * ldg + c8 * 8);
             if (c8 * 8 < valid) ok |= 1u << j;
         }
@@ -1628,50 +1646,6 @@ DEV void acc_to_a_bf16(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)
     a[3] = pack_bf16(c1[2] * x1, c1[3] * x1);
 }
 
-/* A thread's share (of 128) of copying [64][K] 16-bit rows (row stride K) into
- * the NK / 64 (rounded up) 128-byte-swizzled [64][64] tiles of a wgmma
- * operand, tile t holding columns [64 t, 64 t + 64); columns in [K, NK) are
- * zero-filled, those past NK not written. */
-template <int NK> struct SwPlan {
-    static constexpr int NP = 64 * (NK / 8), N = (NP + 127) / 128;
-    uint32_t so[N], go[N];
-    uint32_t ok; /* bit i: a real copy (else zero-fill) */
-    __device__ __forceinline__ void init(int tid, int K) {
-        ok = 0;
-#pragma unroll
-        for (int i = 0; i < N; i++) {
-            const int p = tid + 128 * i, j = p / (NK / 8), c8 = p % (NK / 8);
-            so[i] = (uint32_t)((c8 >> 3) * 64 * 64 + sw64(j, (c8 & 7) * 8));
-            go[i] = (uint32_t)(j * K + c8 * 8);
-            if (c8 * 8 < K) ok |= 1u << i;
-        }
-    }
-    __device__ __forceinline__ void copy(uint16_t *dst, const uint16_t *src, int tid) const {
-#pragma unroll
-        for (int i = 0; i < N; i++) {
-            if (NP % 128 == 0 || tid + 128 * i < NP) {
-                const bool v = (ok >> i) & 1u;
-                cp_async16(dst + so[i], v ? src + go[i] : src, v);
-            }
-        }
-    }
-};
-/* The signaller of the one-barrier state kernels: after step it's barrier it
- * reports chunk it - 1 done (its stores precede the barrier) and waits for
- * the producer's flag of chunk it + 2 (loaded after the next step's barrier). */
-DEV void state_signaller1(const StateSig &g) {
-    const int lane = threadIdx.x & 31;
-    if (lane == 0) sig_pre(g);
-    __syncwarp();
-    for (int it = 0; it < g.cnt; it++) {
-        BAR_ANY();
-        if (lane == 0) sig_step(g, it);
-        __syncwarp();
-    }
-    BAR_ANY();
-    if (lane == 0) sig_post(g);
-}
-
 /* One warpgroup carries the recurrence of the block's 64 columns of V with
  * the state transposed in its accumulators: S^T [64 columns][NK] (the wgmma
  * m64nNK layout: warp w holds columns 16 w.., the K rows of the state are the
@@ -1691,6 +1665,120 @@ DEV void state_signaller1(const StateSig &g) {
  * maxima at the step's barrier, U's at a warpgroup barrier while the state
  * product runs.  Wu and Kn stages are [64][64] 128-byte-swizzled tiles
  * (NK / 64 rounded up of them), cp.async'd a chunk ahead. */
+/* Pieces shared by the wgmma state kernels.  A warp holds the state (or its
+ * gradient) of its 16 columns of V transposed: S[n][e] = state row 8 n + 2 t4 +
+ * (e & 1), column col0 + g4 + 8 (e >> 1), the columns (accumulator rows) in
+ * units 2^cr[e >> 1]. */
+/* S from x (s0 or ds_final: the head's [K][V] at x[d * V + col]; null: zero); returns the warp's max |S|. */
+template <int NT> DEV float wgs_init(float (&S)[NT][4], const float *x, int K, int V, int col0, bool wok) {
+    const int lane = threadIdx.x & 31, g4 = lane >> 2, t4 = lane & 3;
+    float m = 0.f;
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int d = 8 * n + 2 * t4 + (e & 1), col = col0 + g4 + 8 * (e >> 1);
+            S[n][e] = (x && wok && d < K) ? x[(size_t)d * V + col] : 0.f;
+            m = fmaxf(m, fabsf(S[n][e]));
+        }
+    return warp_max(m);
+}
+/* x[d * V + col] = S in true units, rows d < K. */
+template <int NT> DEV void wgs_final(const float (&S)[NT][4], const int (&cr)[2], float *x, int K, int V, int col0) {
+    const int lane = threadIdx.x & 31, g4 = lane >> 2, t4 = lane & 3;
+    const float i0 = exp2i(-cr[0]), i1 = exp2i(-cr[1]);
+#pragma unroll
+    for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int d = 8 * n + 2 * t4 + (e & 1), col = col0 + g4 + 8 * (e >> 1);
+            if (d < K) x[(size_t)d * V + col] = S[n][e] * ((e >> 1) ? i1 : i0);
+        }
+}
+/* The warp's max |S| in true units. */
+template <int NT> DEV float wgs_absmax(const float (&S)[NT][4], const int (&cr)[2]) {
+    float m0 = 0.f, m1 = 0.f;
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+        m0 = fmaxf(m0, fmaxf(fabsf(S[n][0]), fabsf(S[n][1])));
+        m1 = fmaxf(m1, fmaxf(fabsf(S[n][2]), fabsf(S[n][3])));
+    }
+    return warp_max(fmaxf(m0 * exp2i(-cr[0]), m1 * exp2i(-cr[1])));
+}
+/* The columns g4 times r0, g4 + 8 times r1. */
+template <int NT> DEV void wgs_scale(float (&S)[NT][4], float r0, float r1) {
+#pragma unroll
+    for (int n = 0; n < NT; n++) {
+        S[n][0] *= r0;
+        S[n][1] *= r0;
+        S[n][2] *= r1;
+        S[n][3] *= r1;
+    }
+}
+/* The state as fp16 (columns g4 times f0, g4 + 8 times f1) into g (the chunk's [K][V]
+ * tile plus col0), rows < K.  Converted here again: the A fragments made of it
+ * belong to a wgmma in flight, whose registers are not to be accessed before
+ * the wait. */
+template <int KS> DEV void wgs_store(const float (&S)[2 * KS][4], float f0, float f1, uint16_t *stw, uint16_t *g, int K, int V) {
+    if (OH_GDN_ST_STAGE) {
+        uint32_t hs[KS][4];
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++) acc_to_a_f16(hs[kk], S[2 * kk], S[2 * kk + 1], f0, f1);
+        warp_store_tile<KS>(stw, hs, g, V, K);
+        return;
+    }
+    const int lane = threadIdx.x & 31, g4 = lane >> 2, t4 = lane & 3;
+    uint16_t *gc = g + (size_t)g4 * V + 2 * t4;
+#pragma unroll
+    for (int kk = 0; kk < KS; kk++) {
+        uint32_t hq[4];
+        acc_to_a_f16(hq, S[2 * kk], S[2 * kk + 1], f0, f1);
+#pragma unroll
+        for (int q = 0; q < 4; q++) { /* hq[q]: columns +8 (q & 1), state rows 16 kk + 8 (q >> 1) */
+            const int d0 = 16 * kk + 8 * (q >> 1);
+            const uint32_t tq = mov_trans(hq[q]);
+            if (d0 + g4 < K) st32(gc + (size_t)d0 * V + 8 * (q & 1), tq);
+        }
+    }
+}
+/* max of a warpgroup's 4 slots */
+DEV float max4(const float *r) { return fmaxf(fmaxf(r[0], r[1]), fmaxf(r[2], r[3])); }
+/* A chunk tile (the X^T accumulator layout: the warp's 16 columns, chunk rows j = 8 n
+ * + 2 t4 + (e & 1)) into g (the chunk's [64][V] tile plus col0) as fp16 x 2^e, one
+ * exponent for the block's 64 columns: mu is this thread's max |x|, the 4 warps
+ * agree on e at a warpgroup barrier (every consumer thread calls this), thread 0
+ * stores it at *ep. */
+DEV void wg_store_chunk(const float (&X)[8][4], float mu, float *redU, int *ep, uint16_t *stw, uint16_t *g, int V,
+                        bool wok) {
+    const int lane = threadIdx.x & 31, g4 = lane >> 2, t4 = lane & 3;
+    mu = warp_max(mu);
+    if (lane == 0) redU[threadIdx.x >> 5] = mu;
+    wg_bar();
+    const int e = scale_exp(max4(redU));
+    if (threadIdx.x == 0) *ep = e;
+    if (!wok) return;
+    const float sc = exp2i(e);
+    if (OH_GDN_ST_STAGE) {
+        uint32_t fr[4][4];
+#pragma unroll
+        for (int kk = 0; kk < 4; kk++) acc_to_a_f16(fr[kk], X[2 * kk], X[2 * kk + 1], sc, sc);
+        warp_store_tile<4>(stw, fr, g, V, 64);
+        return;
+    }
+    uint16_t *gc = g + (size_t)g4 * V + 2 * t4;
+#pragma unroll
+    for (int n = 0; n < 8; n++)
+#pragma unroll
+        for (int hf = 0; hf < 2; hf++)
+            st32(gc + (size_t)(8 * n) * V + 8 * hf, mov_trans(pack_f16(X[n][2 * hf] * sc, X[n][2 * hf + 1] * sc)));
+}
+/* The A fragment of k step kk of x^T (ldmatrix.trans), x a [64][LD64] tile whose
+ * columns 16 w.. are the warp's. */
+DEV void ldsm_at(uint32_t (&a)[4], const uint16_t *x, int kk) {
+    const int lane = threadIdx.x & 31;
+    ldsm4t(a, x + (16 * kk + (lane & 7) + ((lane >> 4) << 3)) * LD64 + 16 * (threadIdx.x >> 5) + (((lane >> 3) & 1) << 3));
+}
+
 /* OUT: k_state_fwd_wg also computes the output, O^T = gam o (S0^T Qn^T) + U^T P^T,
  * from the H and U it holds (k_out does not run); the stages then carry Qn and P
  * tiles too.  Chosen at launch (state_fuses_out). */
@@ -1736,7 +1824,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
     trace_mark(c, false);
     const StateSig sg{c.flP, c.flS, first, 1, cnt, Hv, h};
     if (w == 4) {
-        state_signaller1(sg);
+        state_signaller<1>(sg);
         return;
     }
 #define Wts(s) (stg + (s) * STG)
@@ -1747,11 +1835,10 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
 #define Gts(s) reinterpret_cast<float *>(stg + (s) * STG + XT * TILE + 64 * LD64)
 
     /* a stage's copies: Wu, Kn (and Qn, P) into swizzled tiles, this block's Uv columns, G */
-    SwPlan<NK> pk;
-    SwPlan<64> pp;
-    TilePlan<64, 8, 128> pv;
-    pk.init(tid, K);
-    if (C::OUT) pp.init(tid, 64);
+    TilePlan<64, NK / 8, 128> pk; /* [64][K] rows into swizzled tiles, columns [K, NK) zero */
+    TilePlan<64, 8, 128> pp, pv;
+    pk.init_sw(tid, K, K);
+    if (C::OUT) pp.init_sw(tid, 64, 64);
     pv.init(tid, LD64, V, V - vb * 64);
     auto load = [&](int s, int ci) {
         const size_t chh = (size_t)ci * Hv + h;
@@ -1769,16 +1856,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
     float S[NT][4];
     int cr[2] = {0, 0};
     {
-        float m = 0.f;
-#pragma unroll
-        for (int n = 0; n < NT; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int d = 8 * n + 2 * t4 + (e & 1), col = col0 + g4 + 8 * (e >> 1);
-                S[n][e] = (c.s0 && wok && d < K) ? c.s0[(((size_t)doc * Hv + h) * K + d) * V + col] : 0.f;
-                m = fmaxf(m, fabsf(S[n][e]));
-            }
-        m = warp_max(m);
+        const float m = wgs_init(S, c.s0 ? c.s0 + ((size_t)doc * Hv + h) * K * V : nullptr, K, V, col0, wok);
         if (lane == 0) redS[4 + w] = m; /* slot (-1) & 1 */
     }
     if (cnt > 0) {
@@ -1805,9 +1883,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
         SPHASE_MARK(0, 1);
         if (OH_GDN_GTAB) gtab[tid] = tid < 64 ? fexp(Gts(s)[tid]) : fexp(Gts(s)[63] - Gts(s)[tid - 64]);
         /* H = S0 as fp16 x 2^eH: the A operand of X^T */
-        float m = fmaxf(fmaxf(redS[4 * ((it + 1) & 1)], redS[4 * ((it + 1) & 1) + 1]),
-                        fmaxf(redS[4 * ((it + 1) & 1) + 2], redS[4 * ((it + 1) & 1) + 3]));
-        const int eH = scale_exp(m);
+        const int eH = scale_exp(max4(redS + 4 * ((it + 1) & 1)));
         uint32_t ah[KS][4];
         const float f0 = exp2i(eH - cr[0]), f1 = exp2i(eH - cr[1]);
 #pragma unroll
@@ -1836,27 +1912,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
             eUv_next = ld_l2(c.eUv + (chh + Hv) * nvb + vb);
         }
         if (tid == 0) c.eH[chh * nvb + vb] = eH;
-        /* the stores convert the state again: ah belongs to the wgmma in flight
-         * (its registers are not to be accessed before the wait) */
-        if (OH_GDN_ST_STAGE && wok) {
-            uint32_t hs[KS][4];
-#pragma unroll
-            for (int kk = 0; kk < KS; kk++) acc_to_a_f16(hs[kk], S[2 * kk], S[2 * kk + 1], f0, f1);
-            warp_store_tile<KS>(stw, hs, c.H + chh * K * V + col0, V, K);
-        } else if (wok) {
-            uint16_t *Hc = c.H + chh * K * V + (size_t)g4 * V + col0 + 2 * t4;
-#pragma unroll
-            for (int kk = 0; kk < KS; kk++) {
-                uint32_t hq[4];
-                acc_to_a_f16(hq, S[2 * kk], S[2 * kk + 1], f0, f1);
-#pragma unroll
-                for (int q = 0; q < 4; q++) { /* a[q]: columns +8 (q & 1), state rows 16 kk + 8 (q >> 1) */
-                    const int d0 = 16 * kk + 8 * (q >> 1);
-                    const uint32_t tq = mov_trans(hq[q]);
-                    if (d0 + g4 < K) st32(Hc + (size_t)d0 * V + 8 * (q & 1), tq);
-                }
-            }
-        }
+        if (wok) wgs_store<KS>(S, f0, f1, stw, c.H + chh * K * V + col0, K, V);
         const float *Gt = Gts(s);
         const float glast = Gt[63], iH = exp2i(-eH), iUv = exp2i(-eUv);
         float gm[8][2], dl[8][2]; /* gam_j 2^-eH and del_j at this thread's chunk rows j = 8 n + 2 t4 + i */
@@ -1873,7 +1929,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
         uint32_t uv[4][4]; /* Uv^T: uv[np][q] = n-tile 2 np + (q >> 1), rows +8 (q & 1) */
 #pragma unroll
         for (int np = 0; np < 4; np++)
-            ldsm4t(uv[np], Uvs(s) + (16 * np + (lane & 7) + ((lane >> 4) << 3)) * LD64 + 16 * w + (((lane >> 3) & 1) << 3));
+            ldsm_at(uv[np], Uvs(s), np);
         SPHASE_MARK(0, 2);
         wg_wait<0>();
         wg_fence_acc(X);
@@ -1922,14 +1978,8 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
         }
         /* S^T = e^{G_63} S^T + (del o U)^T Kn, the rows now in units 2^ed */
         {
-            const float dec = fexp(glast), r0 = dec * exp2i(ed[0] - cr[0]), r1 = dec * exp2i(ed[1] - cr[1]);
-#pragma unroll
-            for (int n = 0; n < NT; n++) {
-                S[n][0] *= r0;
-                S[n][1] *= r0;
-                S[n][2] *= r1;
-                S[n][3] *= r1;
-            }
+            const float dec = fexp(glast);
+            wgs_scale(S, dec * exp2i(ed[0] - cr[0]), dec * exp2i(ed[1] - cr[1]));
             cr[0] = ed[0];
             cr[1] = ed[1];
             const uint64_t kd = wg_desc(Kts(s), 8192, 1024);
@@ -1951,40 +2001,13 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
         }
         SPHASE_MARK(0, 4);
         /* meanwhile: U to global, fp16 x 2^eU, one exponent for the block's 64 columns */
-        mu = warp_max(mu);
-        if (lane == 0) redU[w] = mu;
-        wg_bar();
-        const int eU = scale_exp(fmaxf(fmaxf(redU[0], redU[1]), fmaxf(redU[2], redU[3])));
-        if (tid == 0) c.eU[chh * nvb + vb] = eU;
-        if (OH_GDN_ST_STAGE && wok) {
-            const float sU = exp2i(eU);
-            uint32_t fr[4][4];
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++) acc_to_a_f16(fr[kk], X[2 * kk], X[2 * kk + 1], sU, sU);
-            warp_store_tile<4>(stw, fr, c.U + chh * 64 * V + col0, V, 64);
-        } else if (wok) {
-            const float sU = exp2i(eU);
-            uint16_t *Uc = c.U + (chh * 64 + g4) * V + col0 + 2 * t4;
-#pragma unroll
-            for (int n = 0; n < 8; n++)
-#pragma unroll
-                for (int hf = 0; hf < 2; hf++)
-                    st32(Uc + (size_t)(8 * n) * V + 8 * hf,
-                         mov_trans(pack_f16(X[n][2 * hf] * sU, X[n][2 * hf + 1] * sU)));
-        }
+        wg_store_chunk(X, mu, redU, c.eU + chh * nvb + vb, stw, c.U + chh * 64 * V + col0, V, wok);
         SPHASE_MARK(0, 5);
         wg_wait<0>();
         wg_fence_acc(S);
         if constexpr (C::OUT) wg_fence_acc(O);
         {
-            const float i0 = exp2i(-cr[0]), i1 = exp2i(-cr[1]);
-            float m0 = 0.f, m1 = 0.f;
-#pragma unroll
-            for (int n = 0; n < NT; n++) {
-                m0 = fmaxf(m0, fmaxf(fabsf(S[n][0]), fabsf(S[n][1])));
-                m1 = fmaxf(m1, fmaxf(fabsf(S[n][2]), fabsf(S[n][3])));
-            }
-            m = warp_max(fmaxf(m0 * i0, m1 * i1));
+            const float m = wgs_absmax(S, cr);
             if (lane == 0) redS[4 * (it & 1) + w] = m;
         }
         SPHASE_MARK(0, 6);
@@ -2009,16 +2032,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
             }
         }
     }
-    if (c.s_final && wok) {
-        const float i0 = exp2i(-cr[0]), i1 = exp2i(-cr[1]);
-#pragma unroll
-        for (int n = 0; n < NT; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int d = 8 * n + 2 * t4 + (e & 1), col = col0 + g4 + 8 * (e >> 1);
-                if (d < K) c.s_final[(((size_t)doc * Hv + h) * K + d) * V + col] = S[n][e] * ((e >> 1) ? i1 : i0);
-            }
-    }
+    if (c.s_final && wok) wgs_final(S, cr, c.s_final + ((size_t)doc * Hv + h) * K * V, K, V, col0);
     BAR_STEP(); /* the signaller reports the last chunk */
     trace_mark(c, true);
 #undef Wts
@@ -2472,38 +2486,6 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
 #ifndef OH_GDN_SB_WG
 #define OH_GDN_SB_WG 1
 #endif
-/* The backward's signaller warp preparing dO (dprep_load / dprep_store) for
- * the one-barrier kernel: chunk j of the reverse walk is loaded by the others
- * after step j - 1's barrier, so it is stored and fenced before that.  Chunks
- * 0 and 1 are prepared before the first step (0 before a barrier of its own),
- * chunk 2 copied in; after step it's barrier the warp stores chunk it + 2,
- * fences (with the flag of chunk it - 1) and copies chunk it + 3 in. */
-DEV void state_signaller_bwd1(const Ctx &c, const StateSig &g, int vb, uint16_t *buf) {
-    const int lane = threadIdx.x & 31;
-    auto chunk = [&](int j) { return g.ci0 + g.dir * j; };
-    for (int j = 0; j < 2 && j < g.cnt; j++) {
-        dprep_load(c, buf, chunk(j), g.h, vb);
-        dprep_store(c, buf, chunk(j), g.h, vb);
-        gpu_fence();
-        if (j == 0) BAR_ANY();
-    }
-    if (g.cnt == 0) BAR_ANY();
-    if (g.cnt > 2) dprep_load(c, buf, chunk(2), g.h, vb);
-    for (int it = 0; it < g.cnt; it++) {
-        BAR_ANY();
-        if (it + 2 < g.cnt) dprep_store(c, buf, chunk(it + 2), g.h, vb);
-        __syncwarp(); /* every lane's stores before lane 0's fence */
-        if (it == 0)
-            gpu_fence();
-        else if (lane == 0)
-            flag_signal(g.done + (size_t)chunk(it - 1) * g.Hv + g.h); /* its fence: chunk it + 2 */
-        if (it + 3 < g.cnt) dprep_load(c, buf, chunk(it + 3), g.h, vb);
-        __syncwarp();
-    }
-    BAR_ANY();
-    if (lane == 0) sig_post(g);
-}
-
 /* The reverse recurrence the same way as k_state_fwd_wg: dH^T [64 columns][NK]
  * in the accumulators.  Per chunk (last first):
  *   dU2^T = dH^T Kn^T       A: dH^T as the fp16 x 2^edH stored as dH; B: Kn tiles (K-major)
@@ -2528,7 +2510,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
     constexpr int NK = C::NK, NT = C::NT, KS = C::KS, NKT = C::NKT, TILE = C::TILE, STG = C::STG;
     const int vb = blockIdx.x, h = blockIdx.y, doc = blockIdx.z;
     const int K = c.K, V = c.V, Hv = c.Hv, nvb = c.nvb;
-    const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g4 = lane >> 2, t4 = lane & 3;
+    const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, t4 = lane & 3;
     const int *dt = c.tab + 4 + 4 * c.ncmax + 2 * doc;
     const int first = dt[0], cnt = dt[1];
     const int col0 = vb * 64 + 16 * w;
@@ -2545,9 +2527,9 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
     const StateSig sg{c.flD, c.flB, first + cnt - 1, -1, cnt, Hv, h};
     if (w == 4) {
         if (c.self_prep)
-            state_signaller_bwd1(c, sg, vb, cv.take<uint16_t>(64 * 64));
+            state_signaller_bwd<1>(c, sg, vb, cv.take<uint16_t>(64 * 64));
         else
-            state_signaller1(sg);
+            state_signaller<1>(sg);
         return;
     }
 #define Kts(s) (stg + (s) * STG)
@@ -2556,11 +2538,10 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
 #define Pts(s) (stg + (s) * STG + 3 * NKT * TILE)
 #define dOs(s) (stg + (s) * STG + 3 * NKT * TILE + TILE)
 #define Gts(s) reinterpret_cast<float *>(stg + (s) * STG + 3 * NKT * TILE + TILE + 64 * LD64)
-    SwPlan<NK> pk;
-    SwPlan<64> pp;
-    TilePlan<64, 8, 128> pv;
-    pk.init(tid, K);
-    pp.init(tid, 64);
+    TilePlan<64, NK / 8, 128> pk; /* [64][K] rows into swizzled tiles, columns [K, NK) zero */
+    TilePlan<64, 8, 128> pp, pv;
+    pk.init_sw(tid, K, K);
+    pp.init_sw(tid, 64, 64);
     pv.init(tid, LD64, V, V - vb * 64);
     auto load = [&](int s, int ci) {
         const size_t chh = (size_t)ci * Hv + h;
@@ -2576,16 +2557,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
     float S[NT][4];
     int cr[2] = {0, 0};
     {
-        float m = 0.f;
-#pragma unroll
-        for (int n = 0; n < NT; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int d = 8 * n + 2 * t4 + (e & 1), col = col0 + g4 + 8 * (e >> 1);
-                S[n][e] = (c.ds_final && wok && d < K) ? c.ds_final[(((size_t)doc * Hv + h) * K + d) * V + col] : 0.f;
-                m = fmaxf(m, fabsf(S[n][e]));
-            }
-        m = warp_max(m);
+        const float m = wgs_init(S, c.ds_final ? c.ds_final + ((size_t)doc * Hv + h) * K * V : nullptr, K, V, col0, wok);
         if (lane == 0) redS[4 + w] = m;
     }
     if (c.self_prep)
@@ -2611,16 +2583,14 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         BAR_STEP();
         SPHASE_MARK(1, 1);
         if (OH_GDN_GTAB) gtab[tid] = tid < 64 ? fexp(Gts(s)[tid]) : fexp(Gts(s)[63] - Gts(s)[tid - 64]);
-        float m = fmaxf(fmaxf(redS[4 * ((it + 1) & 1)], redS[4 * ((it + 1) & 1) + 1]),
-                        fmaxf(redS[4 * ((it + 1) & 1) + 2], redS[4 * ((it + 1) & 1) + 3]));
-        const int edH = scale_exp(m);
+        const int edH = scale_exp(max4(redS + 4 * ((it + 1) & 1)));
         uint32_t ah[KS][4], ao[4][4];
         const float f0 = exp2i(edH - cr[0]), f1 = exp2i(edH - cr[1]);
 #pragma unroll
         for (int kk = 0; kk < KS; kk++) acc_to_a_f16(ah[kk], S[2 * kk], S[2 * kk + 1], f0, f1);
 #pragma unroll
         for (int kk = 0; kk < 4; kk++)
-            ldsm4t(ao[kk], dOs(s) + (16 * kk + (lane & 7) + ((lane >> 4) << 3)) * LD64 + 16 * w + (((lane >> 3) & 1) << 3));
+            ldsm_at(ao[kk], dOs(s), kk);
         {
             const uint64_t kd = wg_desc(Kts(s), 16, 1024), pd = wg_desc(Pts(s), 8192, 1024);
             wg_fence_acc(U1);
@@ -2643,25 +2613,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         if (tid == 0) c.edH[chh * nvb + vb] = edH;
         /* the stores convert the state again: ah belongs to the wgmma in flight
          * (its registers are not to be accessed before the wait) */
-        if (OH_GDN_ST_STAGE && wok) {
-            uint32_t hs[KS][4];
-#pragma unroll
-            for (int kk = 0; kk < KS; kk++) acc_to_a_f16(hs[kk], S[2 * kk], S[2 * kk + 1], f0, f1);
-            warp_store_tile<KS>(stw, hs, c.dH + chh * K * V + col0, V, K);
-        } else if (wok) {
-            uint16_t *Hc = c.dH + chh * K * V + (size_t)g4 * V + col0 + 2 * t4;
-#pragma unroll
-            for (int kk = 0; kk < KS; kk++) {
-                uint32_t hq[4];
-                acc_to_a_f16(hq, S[2 * kk], S[2 * kk + 1], f0, f1);
-#pragma unroll
-                for (int q = 0; q < 4; q++) {
-                    const int d0 = 16 * kk + 8 * (q >> 1);
-                    const uint32_t tq = mov_trans(hq[q]);
-                    if (d0 + g4 < K) st32(Hc + (size_t)d0 * V + 8 * (q & 1), tq);
-                }
-            }
-        }
+        if (wok) wgs_store<KS>(S, f0, f1, stw, c.dH + chh * K * V + col0, K, V);
         const float *Gt = Gts(s);
         const float glast = Gt[63], eg = fexp(glast);
         const float idO = exp2i(-ld_l2(c.edO + chh * nvb + vb)), idH = exp2i(-edH);
@@ -2715,14 +2667,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         }
         /* dH^T = e^{G_63} dH^T + Z^T Qn - Y^T Wu, the rows now in units 2^er */
         {
-            const float r0 = eg * exp2i(er[0] - cr[0]), r1 = eg * exp2i(er[1] - cr[1]);
-#pragma unroll
-            for (int n = 0; n < NT; n++) {
-                S[n][0] *= r0;
-                S[n][1] *= r0;
-                S[n][2] *= r1;
-                S[n][3] *= r1;
-            }
+            wgs_scale(S, eg * exp2i(er[0] - cr[0]), eg * exp2i(er[1] - cr[1]));
             cr[0] = er[0];
             cr[1] = er[1];
             const uint64_t qd = wg_desc(Qts(s), 8192, 1024), wd = wg_desc(Wts(s), 8192, 1024);
@@ -2738,53 +2683,17 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         }
         SPHASE_MARK(1, 4);
         /* meanwhile: dU to global (the Uv buffer), fp16 x 2^edU, one exponent for the block */
-        mu = warp_max(mu);
-        if (lane == 0) redU[w] = mu;
-        wg_bar();
-        const int edU = scale_exp(fmaxf(fmaxf(redU[0], redU[1]), fmaxf(redU[2], redU[3])));
-        if (tid == 0) c.eUv[chh * nvb + vb] = edU;
-        if (OH_GDN_ST_STAGE && wok) {
-            const float sU = exp2i(edU);
-            uint32_t fr[4][4];
-#pragma unroll
-            for (int kk = 0; kk < 4; kk++) acc_to_a_f16(fr[kk], U1[2 * kk], U1[2 * kk + 1], sU, sU);
-            warp_store_tile<4>(stw, fr, c.Uv + chh * 64 * V + col0, V, 64);
-        } else if (wok) {
-            const float sU = exp2i(edU);
-            uint16_t *Uc = c.Uv + (chh * 64 + g4) * V + col0 + 2 * t4;
-#pragma unroll
-            for (int n = 0; n < 8; n++)
-#pragma unroll
-                for (int hf = 0; hf < 2; hf++)
-                    st32(Uc + (size_t)(8 * n) * V + 8 * hf,
-                         mov_trans(pack_f16(U1[n][2 * hf] * sU, U1[n][2 * hf + 1] * sU)));
-        }
+        wg_store_chunk(U1, mu, redU, c.eUv + chh * nvb + vb, stw, c.Uv + chh * 64 * V + col0, V, wok);
         SPHASE_MARK(1, 5);
         wg_wait<0>();
         wg_fence_acc(S);
         {
-            const float i0 = exp2i(-cr[0]), i1 = exp2i(-cr[1]);
-            float m0 = 0.f, m1 = 0.f;
-#pragma unroll
-            for (int n = 0; n < NT; n++) {
-                m0 = fmaxf(m0, fmaxf(fabsf(S[n][0]), fabsf(S[n][1])));
-                m1 = fmaxf(m1, fmaxf(fabsf(S[n][2]), fabsf(S[n][3])));
-            }
-            m = warp_max(fmaxf(m0 * i0, m1 * i1));
+            const float m = wgs_absmax(S, cr);
             if (lane == 0) redS[4 * (it & 1) + w] = m;
         }
         SPHASE_MARK(1, 6);
     }
-    if (c.ds0 && wok) {
-        const float i0 = exp2i(-cr[0]), i1 = exp2i(-cr[1]);
-#pragma unroll
-        for (int n = 0; n < NT; n++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int d = 8 * n + 2 * t4 + (e & 1), col = col0 + g4 + 8 * (e >> 1);
-                if (d < K) c.ds0[(((size_t)doc * Hv + h) * K + d) * V + col] = S[n][e] * ((e >> 1) ? i1 : i0);
-            }
-    }
+    if (c.ds0 && wok) wgs_final(S, cr, c.ds0 + ((size_t)doc * Hv + h) * K * V, K, V, col0);
     BAR_STEP(); /* the signaller reports the last chunk */
     trace_mark(c, true);
 #undef Kts
