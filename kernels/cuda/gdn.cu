@@ -476,10 +476,10 @@ enum { PHASES = 7 };
 /* The same build times the wgmma state kernels' steps (kind 0 forward, 1
  * backward) in SPH - 1 parts (SM clock cycles, thread 0), the last slot
  * counting steps: the stage wait and barrier, issuing the first products
- * with the next stage's copies and the H / dH stores, waiting for them, the
+ * with the next stage's copies, the H / dH stores, waiting for them, the
  * elementwise work up to the state product's issue, the U / dU stores,
  * waiting for the state product and its maxima. */
-enum { SPH = 7 };
+enum { SPH = 8 };
 #if defined(OH_GDN_PHASES) && !defined(OH_EMU)
 static __device__ unsigned long long gdn_phase_buf[PHASES + 1 + 2 * SPH];
 DEV unsigned long long phase_now() {
@@ -1911,6 +1911,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
             cp_async_commit();
             eUv_next = ld_l2(c.eUv + (chh + Hv) * nvb + vb);
         }
+        SPHASE_MARK(0, 2);
         if (tid == 0) c.eH[chh * nvb + vb] = eH;
         if (wok) wgs_store<KS>(S, f0, f1, stw, c.H + chh * K * V + col0, K, V);
         const float *Gt = Gts(s);
@@ -1930,10 +1931,10 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
 #pragma unroll
         for (int np = 0; np < 4; np++)
             ldsm_at(uv[np], Uvs(s), np);
-        SPHASE_MARK(0, 2);
+        SPHASE_MARK(0, 3);
         wg_wait<0>();
         wg_fence_acc(X);
-        SPHASE_MARK(0, 3);
+        SPHASE_MARK(0, 4);
         if constexpr (C::OUT) wg_fence_acc(O);
         /* U^T, its max, del o U per row */
         float mu = 0.f, md[2] = {0.f, 0.f}, mo[2] = {0.f, 0.f};
@@ -1999,10 +2000,10 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
             }
             wg_commit();
         }
-        SPHASE_MARK(0, 4);
+        SPHASE_MARK(0, 5);
         /* meanwhile: U to global, fp16 x 2^eU, one exponent for the block's 64 columns */
         wg_store_chunk(X, mu, redU, c.eU + chh * nvb + vb, stw, c.U + chh * 64 * V + col0, V, wok);
-        SPHASE_MARK(0, 5);
+        SPHASE_MARK(0, 6);
         wg_wait<0>();
         wg_fence_acc(S);
         if constexpr (C::OUT) wg_fence_acc(O);
@@ -2010,7 +2011,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
             const float m = wgs_absmax(S, cr);
             if (lane == 0) redS[4 * (it & 1) + w] = m;
         }
-        SPHASE_MARK(0, 6);
+        SPHASE_MARK(0, 7);
         if constexpr (C::OUT) if (fo && wok) { /* O (bf16) for the chunk's tokens */
             const Chunk ch = chunk_at(c, ci);
             const float o0 = exp2i(-eo[0]), o1 = exp2i(-eo[1]);
@@ -2610,6 +2611,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
             load(s ^ 1, ci - 1);
             cp_async_commit();
         }
+        SPHASE_MARK(1, 2);
         if (tid == 0) c.edH[chh * nvb + vb] = edH;
         /* the stores convert the state again: ah belongs to the wgmma in flight
          * (its registers are not to be accessed before the wait) */
@@ -2617,12 +2619,12 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         const float *Gt = Gts(s);
         const float glast = Gt[63], eg = fexp(glast);
         const float idO = exp2i(-ld_l2(c.edO + chh * nvb + vb)), idH = exp2i(-edH);
-        SPHASE_MARK(1, 2);
+        SPHASE_MARK(1, 3);
         wg_wait<0>();
         wg_fence_acc(U1);
         wg_fence_acc(U2);
         if (OH_GDN_GTAB) wg_bar(); /* the gate table is in */
-        SPHASE_MARK(1, 3);
+        SPHASE_MARK(1, 4);
         /* dU, Y; the row maxima of |Z| and |Y| (one exponent per row for both); the
          * gates gam_j, del_j at this thread's chunk rows j = 8 n + 2 t4 + i worked out
          * where they are used (registers are short here) */
@@ -2681,17 +2683,17 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
             for (int kk = 0; kk < 4; kk++) wgmma_rs<NK, 1, true>(S, ay[kk], wg_desc_add(wd, 2048 * kk), 1);
             wg_commit();
         }
-        SPHASE_MARK(1, 4);
+        SPHASE_MARK(1, 5);
         /* meanwhile: dU to global (the Uv buffer), fp16 x 2^edU, one exponent for the block */
         wg_store_chunk(U1, mu, redU, c.eUv + chh * nvb + vb, stw, c.Uv + chh * 64 * V + col0, V, wok);
-        SPHASE_MARK(1, 5);
+        SPHASE_MARK(1, 6);
         wg_wait<0>();
         wg_fence_acc(S);
         {
             const float m = wgs_absmax(S, cr);
             if (lane == 0) redS[4 * (it & 1) + w] = m;
         }
-        SPHASE_MARK(1, 6);
+        SPHASE_MARK(1, 7);
     }
     if (c.ds0 && wok) wgs_final(S, cr, c.ds0 + ((size_t)doc * Hv + h) * K * V, K, V, col0);
     BAR_STEP(); /* the signaller reports the last chunk */
@@ -3746,7 +3748,7 @@ static void trace_print(void) {
         for (int i = 0; i < PHASES; i++) fprintf(stderr, "  %s %.2f", pn[i], phase_sum[i] / phase_sum[PHASES] / 1e3);
         fprintf(stderr, "\n");
     }
-    static const char *const sn[SPH - 1] = {"stage wait", "issue + stores", "1st wait", "elementwise", "U stores",
+    static const char *const sn[SPH - 1] = {"stage wait", "issue", "H stores", "1st wait", "elementwise", "U stores",
                                             "2nd wait + max"};
     for (int kind = 0; kind < 2; kind++) {
         const double *q = phase_sum + PHASES + 1 + kind * SPH;
