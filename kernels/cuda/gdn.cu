@@ -74,6 +74,8 @@
 #include "kernels/cuda/wgmma.cuh"
 
 #ifndef OH_EMU
+#include <cuda.h> /* CUtensorMap (the encoder is found at run time: no libcuda link) */
+#include <cudaTypedefs.h>
 #include <cuda_runtime.h>
 #endif
 #include <math.h>
@@ -320,6 +322,78 @@ template <int N> DEV void cp_async_wait() {
 #endif
 }
 
+/* -DOH_GDN_TMA=1 (not measured yet): the wgmma state kernels load each stage
+ * (Wu, Kn, Qn, P as 128-byte-swizzled [64][64] tiles, Uv or dO likewise, G) with
+ * bulk tensor copies issued by one thread and completing on an mbarrier,
+ * instead of 16-30 cp.async a thread.  The tensor maps are made on the host
+ * (make_ctx) and travel in Ctx (the kernels take it as __grid_constant__). */
+#ifndef OH_GDN_TMA
+#define OH_GDN_TMA 0
+#endif
+#ifdef OH_EMU
+typedef emu::TensorMap2D TmaMap;
+#else
+typedef CUtensorMap TmaMap;
+#endif
+enum { TM_WU, TM_KN, TM_QN, TM_P, TM_UV, TM_DO, TM_G, TM_N };
+DEV void mbar_init(uint64_t *b, int count) {
+#ifdef OH_EMU
+    emu::mbar_init(b, count, OH_EMU_WHERE);
+#else
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"((uint32_t)__cvta_generic_to_shared(b)), "r"(count)
+                 : "memory");
+#endif
+}
+/* the initialised mbarriers visible to the copies (then a barrier before their use) */
+DEV void fence_mbar_init() {
+#ifndef OH_EMU
+    asm volatile("fence.mbarrier_init.release.cluster;\n\tfence.proxy.async.shared::cta;" ::: "memory");
+#endif
+}
+/* one arrival, announcing the bytes the phase's copies bring */
+DEV void mbar_expect_tx(uint64_t *b, uint32_t bytes) {
+#ifdef OH_EMU
+    emu::mbar_expect_tx(b, bytes, OH_EMU_WHERE);
+#else
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"((uint32_t)__cvta_generic_to_shared(b)),
+                 "r"(bytes)
+                 : "memory");
+#endif
+}
+/* until the phase of this parity has completed (its copies have landed) */
+DEV void mbar_wait(uint64_t *b, uint32_t parity) {
+#ifdef OH_EMU
+    emu::mbar_wait(b, parity, OH_EMU_WHERE);
+#else
+    const uint32_t a = (uint32_t)__cvta_generic_to_shared(b);
+    uint32_t done;
+    do {
+        asm volatile("{\n\t.reg .pred p;\n\tmbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n\t"
+                     "selp.u32 %0, 1, 0, p;\n\t}"
+                     : "=r"(done)
+                     : "r"(a), "r"(parity)
+                     : "memory");
+    } while (!done);
+#endif
+}
+/* box (x, y) of tensor map m into dst (shared), completing on b */
+DEV void tma_load_2d(void *dst, const TmaMap *m, int x, int y, uint64_t *b) {
+#ifdef OH_EMU
+    emu::tma_load_2d(dst, m, x, y, b, OH_EMU_WHERE);
+#else
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];"
+                 ::"r"((uint32_t)__cvta_generic_to_shared(dst)), "l"(m), "r"(x), "r"(y),
+                 "r"((uint32_t)__cvta_generic_to_shared(b))
+                 : "memory");
+#endif
+}
+/* global data written through the generic proxy (another kernel's, or this block's, before a flag or barrier) visible to the copies */
+DEV void fence_proxy_async_global() {
+#ifndef OH_EMU
+    asm volatile("fence.proxy.async.global;" ::: "memory");
+#endif
+}
+
 /* Flags between kernels that overlap (see "Overlap" at the launchers).  A
  * producer block stores its results, passes a barrier (so that every thread's
  * stores precede thread 0's fence), and thread 0 fences and adds 1 to the
@@ -444,6 +518,7 @@ struct Ctx {
     int self_prep; /* k_state_bwd's signaller warp prepares dO (K <= 128; OH_GDN_DPREP, see state_preps_dout) */
     int T, Hk, Hv, K, V, ndocs, ncmax, nkb, nvb;
     float scale;
+    TmaMap tm[TM_N]; /* -DOH_GDN_TMA=1: the wgmma state kernels' stage tiles (make_ctx) */
 };
 
 /* OH_GDN_TRACE (sandbox): per launch slot, the first block start and the
@@ -1225,6 +1300,23 @@ template <int ROWS, int COLS8, int NTH> struct TilePlan {
     }
 };
 
+/* OH_GDN_TMA: thread 0 issues a stage's bulk copies, all completing on bar:
+ * for each of the nk maps km[i] the NKT [64][64] tiles of rows row.. (columns
+ * 64 t.., past K zero) into kt[i] + t TILE; with pt, P's tile; the [64][64]
+ * tile of map vm at (vcol, row) into vt; G's 64 values of row grow into gt. */
+template <int NKT> DEV void tma_stage(const Ctx &c, uint64_t *bar, int row, uint16_t *const *kt, const int *km, int nk,
+                                      uint16_t *pt, uint16_t *vt, int vm, int vcol, float *gt, int grow) {
+    constexpr uint32_t TB = 64 * 64 * 2;
+    fence_proxy_async_global(); /* k_prep's (or the signaller's) stores, seen through a flag or barrier */
+    mbar_expect_tx(bar, (uint32_t)(nk * NKT + (pt ? 1 : 0) + 1) * TB + 64 * 4);
+    for (int i = 0; i < nk; i++)
+#pragma unroll
+        for (int t = 0; t < NKT; t++) tma_load_2d(kt[i] + t * 64 * 64, &c.tm[km[i]], 64 * t, row, bar);
+    if (pt) tma_load_2d(pt, &c.tm[TM_P], 0, row, bar);
+    tma_load_2d(vt, &c.tm[vm], vcol, row, bar);
+    tma_load_2d(gt, &c.tm[TM_G], 0, grow, bar);
+}
+
 /* The state kernels: KT = K padded to 16 KT rows.  A block owns 64 columns
  * of V in NC column groups of WC = 8 NTW columns; each column group is shared
  * by MH warps that split the rows of every product (the state's K rows, the
@@ -1773,10 +1865,11 @@ DEV void wg_store_chunk(const float (&X)[8][4], float mu, float *redU, int *ep, 
             st32(gc + (size_t)(8 * n) * V + 8 * hf, mov_trans(pack_f16(X[n][2 * hf] * sc, X[n][2 * hf + 1] * sc)));
 }
 /* The A fragment of k step kk of x^T (ldmatrix.trans), x a [64][LD64] tile whose
- * columns 16 w.. are the warp's. */
-DEV void ldsm_at(uint32_t (&a)[4], const uint16_t *x, int kk) {
-    const int lane = threadIdx.x & 31;
-    ldsm4t(a, x + (16 * kk + (lane & 7) + ((lane >> 4) << 3)) * LD64 + 16 * (threadIdx.x >> 5) + (((lane >> 3) & 1) << 3));
+ * columns 16 w.. are the warp's (SW: a 128-byte-swizzled [64][64] tile). */
+template <bool SW = false> DEV void ldsm_at(uint32_t (&a)[4], const uint16_t *x, int kk) {
+    const int lane = threadIdx.x & 31, r = 16 * kk + (lane & 7) + ((lane >> 4) << 3);
+    const int col = 16 * (threadIdx.x >> 5) + (((lane >> 3) & 1) << 3);
+    ldsm4t(a, x + (SW ? sw64(r, col) : r * LD64 + col));
 }
 
 /* OUT: k_state_fwd_wg also computes the output, O^T = gam o (S0^T Qn^T) + U^T P^T,
@@ -1799,10 +1892,10 @@ template <int KT> static constexpr size_t st_stage_elems() {
 }
 template <int KT, bool OUT> static size_t state_wg_smem() {
     return 1024 + (size_t)2 * StateWgCfg<KT, OUT>::STG * 2 + carve16(12 * 4) + carve16(st_stage_elems<KT>() * 2) +
-           carve16(128 * 4);
+           carve16(128 * 4) + carve16(2 * 8);
 }
 
-template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_wg(Ctx c) {
+template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_wg(const __grid_constant__ Ctx c) {
     typedef StateWgCfg<KT, OUT> C;
     constexpr int NK = C::NK, NT = C::NT, KS = C::KS, NKT = C::NKT, TILE = C::TILE, STG = C::STG, XT = C::XT;
     const int vb = blockIdx.x, h = blockIdx.y, doc = blockIdx.z;
@@ -1820,6 +1913,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
     float *redS = cv.take<float>(12), *redU = redS + 8; /* [parity][warp] max |S|; [warp] max |U| */
     uint16_t *stw = cv.take<uint16_t>(st_stage_elems<KT>()) + (size_t)(w & 3) * (st_stage_elems<KT>() / 4); /* OH_GDN_ST_STAGE */
     float *gtab = cv.take<float>(128); /* OH_GDN_GTAB: e^{G_j}, e^{G_63 - G_j} */
+    uint64_t *mb = cv.take<uint64_t>(2); /* OH_GDN_TMA: a stage's copies landed */
     allow_dependents();
     trace_mark(c, false);
     const StateSig sg{c.flP, c.flS, first, 1, cnt, Hv, h};
@@ -1840,8 +1934,25 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
     pk.init_sw(tid, K, K);
     if (C::OUT) pp.init_sw(tid, 64, 64);
     pv.init(tid, LD64, V, V - vb * 64);
+    if (OH_GDN_TMA) {
+        if (tid == 0) {
+            mbar_init(mb, 1);
+            mbar_init(mb + 1, 1);
+            fence_mbar_init();
+        }
+        wg_bar();
+    }
     auto load = [&](int s, int ci) {
         const size_t chh = (size_t)ci * Hv + h;
+        if (OH_GDN_TMA) {
+            if (tid == 0) {
+                uint16_t *const kt[3] = {Wts(s), Kts(s), Qts(s)};
+                const int km[3] = {TM_WU, TM_KN, TM_QN};
+                tma_stage<NKT>(c, mb + s, (int)chh * 64, kt, km, fo ? 3 : 2, fo ? Pts(s) : nullptr, Uvs(s), TM_UV,
+                               vb * 64, Gts(s), (int)chh);
+            }
+            return;
+        }
         pk.copy(Wts(s), c.Wu + chh * 64 * K, tid);
         pk.copy(Kts(s), c.Kn + chh * 64 * K, tid);
         if (fo) {
@@ -1878,6 +1989,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
         const int eUv = eUv_next;
         SPHASE_MARK(0, 0);
         cp_async_wait<0>();
+        if (OH_GDN_TMA) mbar_wait(mb + s, (uint32_t)(it >> 1) & 1u);
         fence_async_smem();
         BAR_STEP(); /* this chunk's tiles are in; the previous step is done everywhere */
         SPHASE_MARK(0, 1);
@@ -1930,7 +2042,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
         uint32_t uv[4][4]; /* Uv^T: uv[np][q] = n-tile 2 np + (q >> 1), rows +8 (q & 1) */
 #pragma unroll
         for (int np = 0; np < 4; np++)
-            ldsm_at(uv[np], Uvs(s), np);
+            ldsm_at<OH_GDN_TMA>(uv[np], Uvs(s), np);
         SPHASE_MARK(0, 3);
         wg_wait<0>();
         wg_fence_acc(X);
@@ -2503,10 +2615,10 @@ template <int KT> struct StateBwdWgCfg {
 };
 template <int KT> static size_t state_bwd_wg_smem() {
     return 1024 + (size_t)2 * StateBwdWgCfg<KT>::STG * 2 + carve16(12 * 4) + carve16(128 * 4) + carve16(64 * 64 * 2) +
-           carve16(st_stage_elems<KT>() * 2);
+           carve16(st_stage_elems<KT>() * 2) + carve16(2 * 8);
 }
 
-template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_wg(Ctx c) {
+template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_wg(const __grid_constant__ Ctx c) {
     typedef StateBwdWgCfg<KT> C;
     constexpr int NK = C::NK, NT = C::NT, KS = C::KS, NKT = C::NKT, TILE = C::TILE, STG = C::STG;
     const int vb = blockIdx.x, h = blockIdx.y, doc = blockIdx.z;
@@ -2523,6 +2635,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
     float *redS = cv.take<float>(12), *redU = redS + 8;
     uint16_t *stw = cv.take<uint16_t>(st_stage_elems<KT>()) + (size_t)(w & 3) * (st_stage_elems<KT>() / 4); /* OH_GDN_ST_STAGE */
     float *gtab = cv.take<float>(128); /* OH_GDN_GTAB: e^{G_j}, e^{G_63 - G_j} */
+    uint64_t *mb = cv.take<uint64_t>(2); /* OH_GDN_TMA: a stage's copies landed */
     allow_dependents();
     trace_mark(c, false);
     const StateSig sg{c.flD, c.flB, first + cnt - 1, -1, cnt, Hv, h};
@@ -2544,8 +2657,24 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
     pk.init_sw(tid, K, K);
     pp.init_sw(tid, 64, 64);
     pv.init(tid, LD64, V, V - vb * 64);
+    if (OH_GDN_TMA) {
+        if (tid == 0) {
+            mbar_init(mb, 1);
+            mbar_init(mb + 1, 1);
+            fence_mbar_init();
+        }
+        wg_bar();
+    }
     auto load = [&](int s, int ci) {
         const size_t chh = (size_t)ci * Hv + h;
+        if (OH_GDN_TMA) {
+            if (tid == 0) {
+                uint16_t *const kt[3] = {Kts(s), Wts(s), Qts(s)};
+                const int km[3] = {TM_KN, TM_WU, TM_QN};
+                tma_stage<NKT>(c, mb + s, (int)chh * 64, kt, km, 3, Pts(s), dOs(s), TM_DO, vb * 64, Gts(s), (int)chh);
+            }
+            return;
+        }
         pk.copy(Kts(s), c.Kn + chh * 64 * K, tid);
         pk.copy(Wts(s), c.Wu + chh * 64 * K, tid);
         pk.copy(Qts(s), c.Qn + chh * 64 * K, tid);
@@ -2580,6 +2709,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         const size_t chh = (size_t)ci * Hv + h;
         SPHASE_MARK(1, 0);
         cp_async_wait<0>();
+        if (OH_GDN_TMA) mbar_wait(mb + s, (uint32_t)(it >> 1) & 1u);
         fence_async_smem();
         BAR_STEP();
         SPHASE_MARK(1, 1);
@@ -2591,7 +2721,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         for (int kk = 0; kk < KS; kk++) acc_to_a_f16(ah[kk], S[2 * kk], S[2 * kk + 1], f0, f1);
 #pragma unroll
         for (int kk = 0; kk < 4; kk++)
-            ldsm_at(ao[kk], dOs(s), kk);
+            ldsm_at<OH_GDN_TMA>(ao[kk], dOs(s), kk);
         {
             const uint64_t kd = wg_desc(Kts(s), 16, 1024), pd = wg_desc(Pts(s), 8192, 1024);
             wg_fence_acc(U1);
@@ -4030,6 +4160,67 @@ static int chunk_bwd(const Ctx &c, cudaStream_t st, bool early) {
     return run_chunk_bwd<8>(c, st, early);
 }
 
+/* OH_GDN_TMA: one 2D tensor map, dim0 (contiguous) x dim1 elements of esize
+ * bytes, rows stride1 bytes apart, boxes of box0 x box1, 128-byte swizzle or
+ * none; elements out of range read as zero. */
+static int tma_map(TmaMap *m, const void *base, uint64_t dim0, uint64_t dim1, uint64_t stride1, uint32_t box0,
+                   uint32_t box1, uint32_t esize, bool swz, const char *what) {
+#ifdef OH_EMU
+    memset(m, 0, sizeof *m);
+    m->base = (const unsigned char *)base;
+    m->dim0 = dim0;
+    m->dim1 = dim1;
+    m->stride1 = stride1;
+    m->box0 = box0;
+    m->box1 = box1;
+    m->esize = esize;
+    m->swizzle128 = swz;
+    (void)what;
+    return 0;
+#else
+    static PFN_cuTensorMapEncodeTiled_v12000 enc = NULL;
+    if (!enc) {
+        cudaDriverEntryPointQueryResult q;
+        void *f = NULL;
+        GDN_CUDA_TRY(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q));
+        if (q != cudaDriverEntryPointSuccess || !f)
+            return gdn_fail(GDN_STATUS_CUDA, __FILE__, __LINE__, "the driver has no cuTensorMapEncodeTiled");
+        enc = (PFN_cuTensorMapEncodeTiled_v12000)f;
+    }
+    const cuuint64_t dims[2] = {dim0, dim1}, strides[1] = {stride1};
+    const cuuint32_t box[2] = {box0, box1}, es[2] = {1, 1};
+    const CUresult r = enc(m, esize == 4 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32 : CU_TENSOR_MAP_DATA_TYPE_UINT16, 2,
+                           const_cast<void *>(base), dims, strides, box, es, CU_TENSOR_MAP_INTERLEAVE_NONE,
+                           swz ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE,
+                           CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    if (r != CUDA_SUCCESS)
+        return gdn_fail(GDN_STATUS_CUDA, __FILE__, __LINE__, "cuTensorMapEncodeTiled (%s, %llu x %llu): error %d", what,
+                        (unsigned long long)dim0, (unsigned long long)dim1, (int)r);
+    return 0;
+#endif
+}
+/* The wgmma state kernels' maps (OH_GDN_TMA, K <= 128): [64][64] tiles of the
+ * [nc Hv 64][K] Wu, Kn, Qn, the [nc Hv 64][64] P, the [nc Hv 64][V] Uv and dO
+ * (128-byte swizzle), and G's 64 values a (chunk, head). */
+static int tma_maps(Ctx *c) {
+    if (!OH_GDN_TMA || c->K > 128) return 0;
+    const uint64_t rows = (uint64_t)c->ncmax * c->Hv * 64, K = (uint64_t)c->K, V = (uint64_t)c->V;
+    if (rows > 0x7fffffffu)
+        return gdn_fail(GDN_STATUS_UNSUPPORTED, __FILE__, __LINE__,
+                        "%d chunks x %d value heads: %llu tile rows exceed the copies' 2^31 - 1 coordinates", c->ncmax,
+                        c->Hv, (unsigned long long)rows);
+    int r;
+    if ((r = tma_map(&c->tm[TM_WU], c->Wu, K, rows, 2 * K, 64, 64, 2, true, "Wu")) ||
+        (r = tma_map(&c->tm[TM_KN], c->Kn, K, rows, 2 * K, 64, 64, 2, true, "Kn")) ||
+        (r = tma_map(&c->tm[TM_QN], c->Qn, K, rows, 2 * K, 64, 64, 2, true, "Qn")) ||
+        (r = tma_map(&c->tm[TM_P], c->P, 64, rows, 128, 64, 64, 2, true, "P")) ||
+        (r = tma_map(&c->tm[TM_UV], c->Uv, V, rows, 2 * V, 64, 64, 2, true, "Uv")) ||
+        (r = tma_map(&c->tm[TM_DO], c->dOh, V, rows, 2 * V, 64, 64, 2, true, "dO")) ||
+        (r = tma_map(&c->tm[TM_G], c->G, 64, rows / 64, 256, 64, 1, 4, false, "G")))
+        return r;
+    return 0;
+}
+
 static int make_ctx(Ctx *c, int T, int ndocs, int Hk, int Hv, int K, int V, void *ws, size_t ws_bytes) {
     GDN_REQUIRE(sizes_ok(T, ndocs, Hk, Hv, K, V), GDN_STATUS_UNSUPPORTED);
     const Layout L = layout_for(T, ndocs, Hk, Hv, K, V);
@@ -4081,7 +4272,7 @@ static int make_ctx(Ctx *c, int T, int ndocs, int Hk, int Hv, int K, int V, void
     static const bool fma = env_eq("OH_GDN_PREP_SOLVE", "fma");
     c->prep_fma = fma;
     c->self_prep = state_preps_dout(K);
-    return 0;
+    return tma_maps(c);
 }
 
 /* k_chunk_table, k_prep, k_state_fwd: everything k_out and the backward read;

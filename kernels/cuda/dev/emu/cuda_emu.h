@@ -65,7 +65,7 @@ struct dim3 {
 
 namespace emu {
 
-enum Op { OP_NONE, OP_BAR, OP_NBAR, OP_SYNCWARP, OP_SHFL, OP_LDMATRIX, OP_MMA_BF16, OP_MMA_F16,
+enum Op { OP_NONE, OP_BAR, OP_NBAR, OP_MBAR /* waiting for an mbarrier phase */, OP_SYNCWARP, OP_SHFL, OP_LDMATRIX, OP_MMA_BF16, OP_MMA_F16,
           /* warpgroup collectives (128 threads) */ OP_WG_MMA, OP_WG_COMMIT, OP_WG_WAIT };
 enum ShflKind { SHFL_IDX, SHFL_XOR, SHFL_UP, SHFL_DOWN };
 enum Policy { POLICY_FORWARD, POLICY_REVERSE, POLICY_RANDOM };
@@ -87,6 +87,8 @@ struct Thread {
     const char *where; /* file:line of the collective, for diagnostics */
     bool bar_any;      /* at a __syncthreads that may pair with any other (bar_sync_any) */
     int nbar_id, nbar_cnt; /* named barrier (bar.sync id, count): id >= 1 */
+    uint64_t *mb_wait;     /* OP_MBAR: the mbarrier */
+    unsigned mb_parity;    /* and the parity of the phase waited for */
     /* shuffle */
     uint32_t sh_val, sh_out;
     int sh_arg;
@@ -124,6 +126,17 @@ struct WgQueue {
     std::vector<std::vector<WgMma>> groups;   /* committed, not executed */
 };
 
+/* An mbarrier (shared memory, 8 bytes, found by address): expected arrivals,
+ * arrivals still pending in the current phase, the transaction bytes
+ * outstanding, the phases completed, and the bulk copies that landed in the
+ * emulator's view only at the first wait that sees their phase complete. */
+struct Mbar {
+    uint64_t *addr;
+    int count, pending;
+    long long tx;
+    unsigned phase;
+    std::vector<std::pair<unsigned char *, std::vector<unsigned char>>> deferred;
+};
 struct State {
     std::vector<Thread> th;
     std::vector<WgQueue> wgq; /* per warpgroup */
@@ -139,6 +152,7 @@ struct State {
     std::mt19937_64 rng{12345};
     int last_error = 0;
     std::vector<std::pair<const void *, int>> func_smem; /* cudaFuncSetAttribute */
+    std::vector<Mbar> mbars; /* the block's mbarriers */
     size_t stack_bytes = 512 * 1024;
     long long collectives = 0;
 };
@@ -222,6 +236,103 @@ inline void cp_async_wait(int n) {
             if (!c.applied) memcpy(c.dst, c.data, 16);
         t->groups.erase(t->groups.begin());
     }
+}
+
+/* ---- mbarrier and bulk tensor copies (TMA), 2D tiles of 2-byte elements ---- */
+/* A tensor map as cuTensorMapEncodeTiled makes it (the emulator's own form):
+ * dim0 (contiguous) x dim1 elements, rows stride1 bytes apart, boxes of box0 x
+ * box1 elements; out-of-range elements read as zero; swizzle128: the 16-byte
+ * pieces of each 128-byte row of the box XOR-ed with bits 7-9 of the shared
+ * address (the copy's destination must be 1024-byte aligned). */
+struct alignas(64) TensorMap2D {
+    const unsigned char *base;
+    uint64_t dim0, dim1, stride1;
+    uint32_t box0, box1, esize;
+    int swizzle128;
+    unsigned char pad[64];
+};
+inline uint32_t smem_addr(const void *p, const char *where) {
+    State &s = st();
+    if ((const unsigned char *)p < s.smem || (const unsigned char *)p >= s.smem + s.smem_bytes)
+        die("address outside dynamic shared memory", where);
+    return s.smem_base + (uint32_t)((const unsigned char *)p - s.smem);
+}
+inline Mbar *mbar_find(uint64_t *bar, const char *where) {
+    State &s = st();
+    for (Mbar &m : s.mbars)
+        if (m.addr == bar) return &m;
+    die("mbarrier used before mbarrier.init", where);
+}
+inline void mbar_init(uint64_t *bar, int count, const char *where) {
+    if (smem_addr(bar, where) & 7) die("mbarrier misaligned", where);
+    if (count < 1) die("mbarrier count < 1", where);
+    State &s = st();
+    for (Mbar &m : s.mbars)
+        if (m.addr == bar) die("mbarrier initialised twice", where);
+    Mbar m;
+    m.addr = bar;
+    m.count = m.pending = count;
+    m.tx = 0;
+    m.phase = 0;
+    s.mbars.push_back(m);
+}
+inline void mbar_check(Mbar *m) {
+    if (m->pending == 0 && m->tx == 0) {
+        m->phase++;
+        m->pending = m->count;
+    }
+}
+/* mbarrier.arrive.expect_tx: the bytes this phase's copies will bring, and one arrival */
+inline void mbar_expect_tx(uint64_t *bar, uint32_t bytes, const char *where) {
+    Mbar *m = mbar_find(bar, where);
+    m->tx += bytes;
+    if (--m->pending < 0) die("mbarrier: more arrivals than its count", where);
+    mbar_check(m);
+}
+inline void mbar_land(Mbar *m) {
+    for (auto &d : m->deferred) memcpy(d.first, d.second.data(), d.second.size());
+    m->deferred.clear();
+}
+inline bool mbar_ready(uint64_t *bar, unsigned parity) {
+    Mbar *m = mbar_find(bar, nullptr);
+    if ((m->phase & 1u) == (parity & 1u)) return false;
+    mbar_land(m);
+    return true;
+}
+/* mbarrier.try_wait.parity in a loop: the thread waits (a scheduling point) until the phase of that parity has completed */
+inline void mbar_wait(uint64_t *bar, unsigned parity, const char *where) {
+    mbar_find(bar, where);
+    if (mbar_ready(bar, parity)) return;
+    Thread *t = self();
+    t->mb_wait = bar;
+    t->mb_parity = parity;
+    collective(OP_MBAR, where);
+}
+/* cp.async.bulk.tensor.2d global -> shared, completing bytes on bar */
+inline void tma_load_2d(void *dst, const TensorMap2D *tm, int x, int y, uint64_t *bar, const char *where) {
+    const uint32_t a = smem_addr(dst, where);
+    if (a & (tm->swizzle128 ? 1023u : 127u)) die("bulk tensor copy: destination misaligned", where);
+    const size_t bytes = (size_t)tm->box0 * tm->box1 * tm->esize;
+    if ((unsigned char *)dst + bytes > st().smem + st().smem_bytes) die("bulk tensor copy past shared memory", where);
+    if (tm->swizzle128 && tm->box0 * tm->esize != 128) die("bulk tensor copy: 128-byte swizzle needs 128-byte rows", where);
+    std::vector<unsigned char> img(bytes, 0);
+    for (uint32_t r = 0; r < tm->box1; r++)
+        for (uint32_t c = 0; c < tm->box0; c++) {
+            const long long gx = (long long)x + c, gy = (long long)y + r;
+            size_t o = ((size_t)r * tm->box0 + c) * tm->esize;
+            if (tm->swizzle128) o ^= (size_t)((((a + o) >> 7) & 7u) << 4);
+            if (gx >= 0 && gy >= 0 && (uint64_t)gx < tm->dim0 && (uint64_t)gy < tm->dim1)
+                memcpy(&img[o], tm->base + (size_t)gy * tm->stride1 + (size_t)gx * tm->esize, tm->esize);
+        }
+    Mbar *m = mbar_find(bar, where);
+    State &s = st();
+    if (s.policy == POLICY_RANDOM && (s.rng() & 1))
+        m->deferred.push_back({(unsigned char *)dst, img});
+    else
+        memcpy(dst, img.data(), bytes);
+    m->tx -= (long long)bytes;
+    if (m->tx < 0) die("bulk tensor copy: more bytes than the mbarrier expects", where);
+    mbar_check(m);
 }
 
 /* ---- collectives, resolved when a whole warp has arrived ---- */
@@ -499,6 +610,7 @@ inline void run_block() {
         bool ran = false;
         for (int idx : order) {
             Thread &t = s.th[idx];
+            if (t.op == OP_MBAR && !t.done && mbar_ready(t.mb_wait, t.mb_parity)) t.op = OP_NONE;
             if (t.done || t.op != OP_NONE) continue;
             ran = true;
             s.cur = &t;
@@ -565,7 +677,7 @@ inline void run_block() {
                 bool all = true;
                 for (int l = 0; l < 32; l++) {
                     Thread &t = s.th[w * 32 + l];
-                    if (t.done || t.op == OP_NONE || t.op == OP_BAR || t.op == OP_NBAR) all = false;
+                    if (t.done || t.op == OP_NONE || t.op == OP_BAR || t.op == OP_NBAR || t.op == OP_MBAR) all = false;
                 }
                 if (!all) continue;
                 if (s.th[w * 32].op >= OP_WG_MMA) { /* a warpgroup collective: all 4 warps */
@@ -633,6 +745,7 @@ void launch(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, Args... 
             for (unsigned bx = 0; bx < grid.x; bx++) {
                 s.block_idx = dim3(bx, by, bz);
                 s.smem_bytes = smem;
+                s.mbars.clear();
                 s.smem = (unsigned char *)malloc(smem ? smem : 16);
                 memset(s.smem, 0xff, smem ? smem : 16); /* NaN bytes: unwritten reads show */
                 run_block();
