@@ -71,7 +71,7 @@ do_emu() {
   mkdir -p "$tmp"
   local cblas
   cblas=$(cblas_dir)
-  local gx="g++ -std=c++17 -O2 ${OH_EMU_DEFS:-} -DOH_EMU -U_FORTIFY_SOURCE -I. -include kernels/cuda/dev/emu/cuda_emu.h -Wall -Wno-unused-function -Wno-unknown-pragmas $EMU_ASAN_CFLAGS"
+  local gx="g++ -std=c++17 -O2 ${OH_EMU_DEFS:-} -DOH_EMU -U_FORTIFY_SOURCE -I. -include kernels/cuda/dev/emu/cuda_emu.h -Wall -Wno-unused-function -Wno-unknown-pragmas -Wno-psabi $EMU_ASAN_CFLAGS"
   $gx -x c++ -c kernels/cuda/gdn.cu -o "$tmp/gdn.o"
   $gx -x c++ -c tests/gpu/test_gdn.cu -o "$tmp/test_gdn.o"
   gcc -std=c11 -O2 -D_GNU_SOURCE -I. ${cblas:+-I$cblas} -c kernels/cpu/cpu_ops_f32.c -o "$tmp/cpu_ops_f32.o"
