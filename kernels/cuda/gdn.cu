@@ -335,7 +335,18 @@ typedef emu::TensorMap2D TmaMap;
 #else
 typedef CUtensorMap TmaMap;
 #endif
-enum { TM_WU, TM_KN, TM_QN, TM_P, TM_UV, TM_DO, TM_G, TM_N };
+/* -DOH_GDN_TMA_ST=1 (with OH_GDN_TMA; not measured yet): the H, U (dH, dU) tiles
+ * leave through a warp's staging area in shared memory (stmatrix) and one bulk
+ * tensor store each, instead of movmatrix and 4-byte stores.  A step's flags
+ * then report the chunk two steps back (the stores of the last step may still
+ * be in flight at the barrier). */
+#ifndef OH_GDN_TMA_ST
+#define OH_GDN_TMA_ST 0
+#endif
+#if OH_GDN_TMA_ST && !OH_GDN_TMA
+#error "OH_GDN_TMA_ST needs OH_GDN_TMA"
+#endif
+enum { TM_WU, TM_KN, TM_QN, TM_P, TM_UV, TM_DO, TM_G, /* stores: */ TM_H, TM_DH, TM_U, TM_DU, TM_N };
 DEV void mbar_init(uint64_t *b, int count) {
 #ifdef OH_EMU
     emu::mbar_init(b, count, OH_EMU_WHERE);
@@ -385,6 +396,39 @@ DEV void tma_load_2d(void *dst, const TmaMap *m, int x, int y, uint64_t *b) {
                  ::"r"((uint32_t)__cvta_generic_to_shared(dst)), "l"(m), "r"(x), "r"(y),
                  "r"((uint32_t)__cvta_generic_to_shared(b))
                  : "memory");
+#endif
+}
+/* box (x, y) of tensor map m from src (shared): one bulk async-group per commit */
+DEV void tma_store_2d(const TmaMap *m, int x, int y, const void *src) {
+#ifdef OH_EMU
+    emu::tma_store_2d(m, x, y, src, OH_EMU_WHERE);
+#else
+    asm volatile("cp.async.bulk.tensor.2d.global.shared::cta.bulk_group [%0, {%1, %2}], [%3];" ::"l"(m), "r"(x), "r"(y),
+                 "r"((uint32_t)__cvta_generic_to_shared(src))
+                 : "memory");
+#endif
+}
+DEV void bulk_commit() {
+#ifdef OH_EMU
+    emu::bulk_commit();
+#else
+    asm volatile("cp.async.bulk.commit_group;" ::: "memory");
+#endif
+}
+/* all but the N most recent bulk groups have read their shared memory */
+template <int N> DEV void bulk_wait_read() {
+#ifdef OH_EMU
+    emu::bulk_wait(N);
+#else
+    asm volatile("cp.async.bulk.wait_group.read %0;" ::"n"(N) : "memory");
+#endif
+}
+/* all but the N most recent bulk groups are complete (their writes performed) */
+template <int N> DEV void bulk_wait() {
+#ifdef OH_EMU
+    emu::bulk_wait(N);
+#else
+    asm volatile("cp.async.bulk.wait_group %0;" ::"n"(N) : "memory");
 #endif
 }
 /* global data written through the generic proxy (another kernel's, or this block's, before a flag or barrier) visible to the copies */
@@ -1114,12 +1158,16 @@ struct StateSig {
 DEV void sig_pre(const StateSig &g) {
     if (g.cnt > 1) flag_wait(g.need + (size_t)(g.ci0 + g.dir) * g.Hv + g.h, 1);
 }
-DEV void sig_step(const StateSig &g, int it) {
-    if (it > 0) flag_signal(g.done + (size_t)(g.ci0 + g.dir * (it - 1)) * g.Hv + g.h);
+/* LAG: the step's barrier follows the stores of the chunk LAG steps back (1;
+ * 2 where the last step's bulk stores may still be in flight, OH_GDN_TMA_ST) */
+template <int LAG = 1> DEV void sig_step(const StateSig &g, int it) {
+    if (it >= LAG) flag_signal(g.done + (size_t)(g.ci0 + g.dir * (it - LAG)) * g.Hv + g.h);
     if (it + 2 < g.cnt) flag_wait(g.need + (size_t)(g.ci0 + g.dir * (it + 2)) * g.Hv + g.h, 1);
 }
-DEV void sig_post(const StateSig &g) {
-    if (g.cnt > 0) flag_signal(g.done + (size_t)(g.ci0 + g.dir * (g.cnt - 1)) * g.Hv + g.h);
+/* after the last barrier: the chunks not reported yet */
+template <int LAG = 1> DEV void sig_post(const StateSig &g) {
+    for (int j = g.cnt - LAG < 0 ? 0 : g.cnt - LAG; j < g.cnt; j++)
+        flag_signal(g.done + (size_t)(g.ci0 + g.dir * j) * g.Hv + g.h);
 }
 /* The state kernels' block barriers are met by the signaller at another
  * instruction than the other warps: barrier.sync without .aligned (what
@@ -1134,19 +1182,19 @@ DEV void sig_post(const StateSig &g) {
 /* NB barriers a step, the signaller's work before the last; NB = 1 (the wgmma
  * state kernels): one barrier, which opens the step, the work after it (chunk
  * it - 1's stores precede it; chunk it + 2 is loaded after the next one). */
-template <int NB> DEV void state_signaller(const StateSig &g) {
+template <int NB, int LAG = 1> DEV void state_signaller(const StateSig &g) {
     const int lane = threadIdx.x & 31;
     if (lane == 0) sig_pre(g);
     __syncwarp();
     for (int it = 0; it < g.cnt; it++) {
 #pragma unroll
         for (int b = 0; b < (NB == 1 ? 1 : NB - 1); b++) BAR_ANY();
-        if (lane == 0) sig_step(g, it);
+        if (lane == 0) sig_step<LAG>(g, it);
         __syncwarp();
         if (NB > 1) BAR_ANY();
     }
     BAR_ANY();
-    if (lane == 0) sig_post(g);
+    if (lane == 0) sig_post<LAG>(g);
 }
 
 /* 8 bf16 values (x) times s as 8 fp16 values */
@@ -1227,7 +1275,7 @@ DEV void gpu_fence() {
 #ifndef OH_GDN_SIGCOPY_AFTER
 #define OH_GDN_SIGCOPY_AFTER 1
 #endif
-template <int NB> DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, int vb, uint16_t *buf) {
+template <int NB, int LAG = 1> DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, int vb, uint16_t *buf) {
     const int lane = threadIdx.x & 31;
     auto chunk = [&](int j) { return g.ci0 + g.dir * j; };
     for (int j = 0; j < 2 && j < g.cnt; j++) {
@@ -1245,17 +1293,17 @@ template <int NB> DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, 
         if (it + 2 < g.cnt) dprep_store(c, buf, chunk(it + 2), g.h, vb);
         if (more && !OH_GDN_SIGCOPY_AFTER) dprep_load(c, buf, chunk(it + 3), g.h, vb);
         __syncwarp(); /* every lane's stores before lane 0's fence */
-        if (it == 0)
+        if (it < LAG)
             gpu_fence();
         else if (lane == 0)
-            flag_signal(g.done + (size_t)chunk(it - 1) * g.Hv + g.h); /* its fence: chunk it + 2 */
+            flag_signal(g.done + (size_t)chunk(it - LAG) * g.Hv + g.h); /* its fence: chunk it + 2 */
         /* the copies after the fence (which may wait for them): the default */
         if (more && OH_GDN_SIGCOPY_AFTER) dprep_load(c, buf, chunk(it + 3), g.h, vb);
         __syncwarp();
         if (NB > 1) BAR_ANY();
     }
     BAR_ANY();
-    if (lane == 0) sig_post(g);
+    if (lane == 0) sig_post<LAG>(g);
 }
 
 /* A thread's share of copying one [ROWS][COLS8 x 8] 16-bit tile into shared
@@ -1730,6 +1778,24 @@ template <int NB> DEV void warp_store_tile(uint16_t *st, const uint32_t (&frag)[
             *reinterpret_cast<uint4 *>(g + row * ldg + 8 * hh) = *reinterpret_cast<const uint4 *>(st + row * LDST + 8 * hh);
     }
 }
+/* OH_GDN_TMA_ST: the same tile written transposed into the warp's dense
+ * [16 NB][16] area st, then stored by one bulk tensor store of map m's box at
+ * (x, y) (its rows past the map's box are not stored).  Lane 0 issues and
+ * commits, one bulk group a store; the area's previous store must have read it
+ * (one newer group, the other area's, may still run). */
+template <int NB> DEV void warp_bulk_store(uint16_t *st, const uint32_t (&frag)[NB][4], const TmaMap *m, int x, int y) {
+    const int lane = threadIdx.x & 31;
+    if (lane == 0) bulk_wait_read<1>();
+    __syncwarp();
+#pragma unroll
+    for (int b = 0; b < NB; b++) stsm4t(st + (16 * b + 8 * (lane >> 4) + (lane & 7)) * 16 + 8 * ((lane >> 3) & 1), frag[b]);
+    fence_async_smem(); /* the generic writes before the copy reads them */
+    __syncwarp();
+    if (lane == 0) {
+        tma_store_2d(m, x, y, st);
+        bulk_commit();
+    }
+}
 /* The accumulators of n-tiles 2s, 2s+1 as an A-layout fragment of bf16 (times x) */
 DEV void acc_to_a_bf16(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)[4], float x0, float x1) {
     a[0] = pack_bf16(c0[0] * x0, c0[1] * x0);
@@ -1811,7 +1877,15 @@ template <int NT> DEV void wgs_scale(float (&S)[NT][4], float r0, float r1) {
  * tile plus col0), rows < K.  Converted here again: the A fragments made of it
  * belong to a wgmma in flight, whose registers are not to be accessed before
  * the wait. */
-template <int KS> DEV void wgs_store(const float (&S)[2 * KS][4], float f0, float f1, uint16_t *stw, uint16_t *g, int K, int V) {
+template <int KS> DEV void wgs_store(const float (&S)[2 * KS][4], float f0, float f1, uint16_t *stw, uint16_t *g, int K, int V,
+                              const TmaMap *bm = nullptr, int bx = 0, int by = 0) {
+    if (OH_GDN_TMA_ST) { /* bm's box at (bx, by) from the area stw */
+        uint32_t hs[KS][4];
+#pragma unroll
+        for (int kk = 0; kk < KS; kk++) acc_to_a_f16(hs[kk], S[2 * kk], S[2 * kk + 1], f0, f1);
+        warp_bulk_store<KS>(stw, hs, bm, bx, by);
+        return;
+    }
     if (OH_GDN_ST_STAGE) {
         uint32_t hs[KS][4];
 #pragma unroll
@@ -1841,7 +1915,7 @@ DEV float max4(const float *r) { return fmaxf(fmaxf(r[0], r[1]), fmaxf(r[2], r[3
  * agree on e at a warpgroup barrier (every consumer thread calls this), thread 0
  * stores it at *ep. */
 DEV void wg_store_chunk(const float (&X)[8][4], float mu, float *redU, int *ep, uint16_t *stw, uint16_t *g, int V,
-                        bool wok) {
+                        bool wok, const TmaMap *bm = nullptr, int bx = 0, int by = 0) {
     const int lane = threadIdx.x & 31, g4 = lane >> 2, t4 = lane & 3;
     mu = warp_max(mu);
     if (lane == 0) redU[threadIdx.x >> 5] = mu;
@@ -1850,11 +1924,14 @@ DEV void wg_store_chunk(const float (&X)[8][4], float mu, float *redU, int *ep, 
     if (threadIdx.x == 0) *ep = e;
     if (!wok) return;
     const float sc = exp2i(e);
-    if (OH_GDN_ST_STAGE) {
+    if (OH_GDN_TMA_ST || OH_GDN_ST_STAGE) {
         uint32_t fr[4][4];
 #pragma unroll
         for (int kk = 0; kk < 4; kk++) acc_to_a_f16(fr[kk], X[2 * kk], X[2 * kk + 1], sc, sc);
-        warp_store_tile<4>(stw, fr, g, V, 64);
+        if (OH_GDN_TMA_ST) /* bm's box at (bx, by) from the area stw */
+            warp_bulk_store<4>(stw, fr, bm, bx, by);
+        else
+            warp_store_tile<4>(stw, fr, g, V, 64);
         return;
     }
     uint16_t *gc = g + (size_t)g4 * V + 2 * t4;
@@ -1892,7 +1969,7 @@ template <int KT> static constexpr size_t st_stage_elems() {
 }
 template <int KT, bool OUT> static size_t state_wg_smem() {
     return 1024 + (size_t)2 * StateWgCfg<KT, OUT>::STG * 2 + carve16(12 * 4) + carve16(st_stage_elems<KT>() * 2) +
-           carve16(128 * 4) + carve16(2 * 8);
+           carve16(128 * 4) + carve16(2 * 8) + (OH_GDN_TMA_ST ? (size_t)4 * (128 + 64) * 16 * 2 : 0);
 }
 
 template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_state_fwd_wg(const __grid_constant__ Ctx c) {
@@ -1910,6 +1987,9 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
     Carve cv{GDN_SMEM()};
     cv.p += (1024u - (smem_u32(cv.p) & 1023u)) & 1023u;
     uint16_t *stg = cv.take<uint16_t>(2 * STG);
+    /* OH_GDN_TMA_ST: the warp's areas for H ([NK][16]) and U ([64][16]) */
+    uint16_t *sth = cv.take<uint16_t>(OH_GDN_TMA_ST ? 4 * 128 * 16 : 0) + (size_t)(w & 3) * 128 * 16;
+    uint16_t *stu = cv.take<uint16_t>(OH_GDN_TMA_ST ? 4 * 64 * 16 : 0) + (size_t)(w & 3) * 64 * 16;
     float *redS = cv.take<float>(12), *redU = redS + 8; /* [parity][warp] max |S|; [warp] max |U| */
     uint16_t *stw = cv.take<uint16_t>(st_stage_elems<KT>()) + (size_t)(w & 3) * (st_stage_elems<KT>() / 4); /* OH_GDN_ST_STAGE */
     float *gtab = cv.take<float>(128); /* OH_GDN_GTAB: e^{G_j}, e^{G_63 - G_j} */
@@ -1918,7 +1998,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
     trace_mark(c, false);
     const StateSig sg{c.flP, c.flS, first, 1, cnt, Hv, h};
     if (w == 4) {
-        state_signaller<1>(sg);
+        state_signaller<1, OH_GDN_TMA_ST ? 2 : 1>(sg);
         return;
     }
 #define Wts(s) (stg + (s) * STG)
@@ -1990,6 +2070,10 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
         SPHASE_MARK(0, 0);
         cp_async_wait<0>();
         if (OH_GDN_TMA) mbar_wait(mb + s, (uint32_t)(it >> 1) & 1u);
+        if (OH_GDN_TMA_ST && lane == 0) { /* chunk it - 2's stores done before the barrier (the signaller reports it) */
+            bulk_wait<2>();
+            fence_proxy_async_global();
+        }
         fence_async_smem();
         BAR_STEP(); /* this chunk's tiles are in; the previous step is done everywhere */
         SPHASE_MARK(0, 1);
@@ -2025,7 +2109,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
         }
         SPHASE_MARK(0, 2);
         if (tid == 0) c.eH[chh * nvb + vb] = eH;
-        if (wok) wgs_store<KS>(S, f0, f1, stw, c.H + chh * K * V + col0, K, V);
+        if (wok) wgs_store<KS>(S, f0, f1, OH_GDN_TMA_ST ? sth : stw, c.H + chh * K * V + col0, K, V, &c.tm[TM_H], col0, (int)chh * K);
         const float *Gt = Gts(s);
         const float glast = Gt[63], iH = exp2i(-eH), iUv = exp2i(-eUv);
         float gm[8][2], dl[8][2]; /* gam_j 2^-eH and del_j at this thread's chunk rows j = 8 n + 2 t4 + i */
@@ -2114,7 +2198,8 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
         }
         SPHASE_MARK(0, 5);
         /* meanwhile: U to global, fp16 x 2^eU, one exponent for the block's 64 columns */
-        wg_store_chunk(X, mu, redU, c.eU + chh * nvb + vb, stw, c.U + chh * 64 * V + col0, V, wok);
+        wg_store_chunk(X, mu, redU, c.eU + chh * nvb + vb, OH_GDN_TMA_ST ? stu : stw, c.U + chh * 64 * V + col0, V, wok,
+                       &c.tm[TM_U], col0, (int)chh * 64);
         SPHASE_MARK(0, 6);
         wg_wait<0>();
         wg_fence_acc(S);
@@ -2146,7 +2231,11 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
         }
     }
     if (c.s_final && wok) wgs_final(S, cr, c.s_final + ((size_t)doc * Hv + h) * K * V, K, V, col0);
-    BAR_STEP(); /* the signaller reports the last chunk */
+    if (OH_GDN_TMA_ST && lane == 0) {
+        bulk_wait<0>();
+        fence_proxy_async_global();
+    }
+    BAR_STEP(); /* the signaller reports the last chunk(s) */
     trace_mark(c, true);
 #undef Wts
 #undef Kts
@@ -2615,7 +2704,7 @@ template <int KT> struct StateBwdWgCfg {
 };
 template <int KT> static size_t state_bwd_wg_smem() {
     return 1024 + (size_t)2 * StateBwdWgCfg<KT>::STG * 2 + carve16(12 * 4) + carve16(128 * 4) + carve16(64 * 64 * 2) +
-           carve16(st_stage_elems<KT>() * 2) + carve16(2 * 8);
+           carve16(st_stage_elems<KT>() * 2) + carve16(2 * 8) + (OH_GDN_TMA_ST ? (size_t)4 * (128 + 64) * 16 * 2 : 0);
 }
 
 template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_wg(const __grid_constant__ Ctx c) {
@@ -2632,6 +2721,9 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
     Carve cv{GDN_SMEM()};
     cv.p += (1024u - (smem_u32(cv.p) & 1023u)) & 1023u;
     uint16_t *stg = cv.take<uint16_t>(2 * STG);
+    /* OH_GDN_TMA_ST: the warp's areas for dH ([NK][16]) and dU ([64][16]) */
+    uint16_t *sth = cv.take<uint16_t>(OH_GDN_TMA_ST ? 4 * 128 * 16 : 0) + (size_t)(w & 3) * 128 * 16;
+    uint16_t *stu = cv.take<uint16_t>(OH_GDN_TMA_ST ? 4 * 64 * 16 : 0) + (size_t)(w & 3) * 64 * 16;
     float *redS = cv.take<float>(12), *redU = redS + 8;
     uint16_t *stw = cv.take<uint16_t>(st_stage_elems<KT>()) + (size_t)(w & 3) * (st_stage_elems<KT>() / 4); /* OH_GDN_ST_STAGE */
     float *gtab = cv.take<float>(128); /* OH_GDN_GTAB: e^{G_j}, e^{G_63 - G_j} */
@@ -2641,9 +2733,9 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
     const StateSig sg{c.flD, c.flB, first + cnt - 1, -1, cnt, Hv, h};
     if (w == 4) {
         if (c.self_prep)
-            state_signaller_bwd<1>(c, sg, vb, cv.take<uint16_t>(64 * 64));
+            state_signaller_bwd<1, OH_GDN_TMA_ST ? 2 : 1>(c, sg, vb, cv.take<uint16_t>(64 * 64));
         else
-            state_signaller<1>(sg);
+            state_signaller<1, OH_GDN_TMA_ST ? 2 : 1>(sg);
         return;
     }
 #define Kts(s) (stg + (s) * STG)
@@ -2710,6 +2802,10 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         SPHASE_MARK(1, 0);
         cp_async_wait<0>();
         if (OH_GDN_TMA) mbar_wait(mb + s, (uint32_t)(it >> 1) & 1u);
+        if (OH_GDN_TMA_ST && lane == 0) { /* chunk it - 2's stores done before the barrier (the signaller reports it) */
+            bulk_wait<2>();
+            fence_proxy_async_global();
+        }
         fence_async_smem();
         BAR_STEP();
         SPHASE_MARK(1, 1);
@@ -2745,7 +2841,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         if (tid == 0) c.edH[chh * nvb + vb] = edH;
         /* the stores convert the state again: ah belongs to the wgmma in flight
          * (its registers are not to be accessed before the wait) */
-        if (wok) wgs_store<KS>(S, f0, f1, stw, c.dH + chh * K * V + col0, K, V);
+        if (wok) wgs_store<KS>(S, f0, f1, OH_GDN_TMA_ST ? sth : stw, c.dH + chh * K * V + col0, K, V, &c.tm[TM_DH], col0, (int)chh * K);
         const float *Gt = Gts(s);
         const float glast = Gt[63], eg = fexp(glast);
         const float idO = exp2i(-ld_l2(c.edO + chh * nvb + vb)), idH = exp2i(-edH);
@@ -2815,7 +2911,8 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         }
         SPHASE_MARK(1, 5);
         /* meanwhile: dU to global (the Uv buffer), fp16 x 2^edU, one exponent for the block */
-        wg_store_chunk(U1, mu, redU, c.eUv + chh * nvb + vb, stw, c.Uv + chh * 64 * V + col0, V, wok);
+        wg_store_chunk(U1, mu, redU, c.eUv + chh * nvb + vb, OH_GDN_TMA_ST ? stu : stw, c.Uv + chh * 64 * V + col0, V, wok,
+                       &c.tm[TM_DU], col0, (int)chh * 64);
         SPHASE_MARK(1, 6);
         wg_wait<0>();
         wg_fence_acc(S);
@@ -2826,7 +2923,11 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         SPHASE_MARK(1, 7);
     }
     if (c.ds0 && wok) wgs_final(S, cr, c.ds0 + ((size_t)doc * Hv + h) * K * V, K, V, col0);
-    BAR_STEP(); /* the signaller reports the last chunk */
+    if (OH_GDN_TMA_ST && lane == 0) {
+        bulk_wait<0>();
+        fence_proxy_async_global();
+    }
+    BAR_STEP(); /* the signaller reports the last chunk(s) */
     trace_mark(c, true);
 #undef Kts
 #undef Wts
@@ -4164,7 +4265,7 @@ static int chunk_bwd(const Ctx &c, cudaStream_t st, bool early) {
  * bytes, rows stride1 bytes apart, boxes of box0 x box1, 128-byte swizzle or
  * none; elements out of range read as zero. */
 static int tma_map(TmaMap *m, const void *base, uint64_t dim0, uint64_t dim1, uint64_t stride1, uint32_t box0,
-                   uint32_t box1, uint32_t esize, bool swz, const char *what) {
+                   uint32_t box1, uint32_t esize, bool swz, const char *what) { /* swz: 128-byte swizzle */
 #ifdef OH_EMU
     memset(m, 0, sizeof *m);
     m->base = (const unsigned char *)base;
@@ -4174,7 +4275,7 @@ static int tma_map(TmaMap *m, const void *base, uint64_t dim0, uint64_t dim1, ui
     m->box0 = box0;
     m->box1 = box1;
     m->esize = esize;
-    m->swizzle128 = swz;
+    m->swz = swz ? 128 : 0;
     (void)what;
     return 0;
 #else
@@ -4205,7 +4306,7 @@ static int tma_map(TmaMap *m, const void *base, uint64_t dim0, uint64_t dim1, ui
 static int tma_maps(Ctx *c) {
     if (!OH_GDN_TMA || c->K > 128) return 0;
     const uint64_t rows = (uint64_t)c->ncmax * c->Hv * 64, K = (uint64_t)c->K, V = (uint64_t)c->V;
-    if (rows > 0x7fffffffu)
+    if (rows > 0x7fffffffu || rows / 64 * K > 0x7fffffffu)
         return gdn_fail(GDN_STATUS_UNSUPPORTED, __FILE__, __LINE__,
                         "%d chunks x %d value heads: %llu tile rows exceed the copies' 2^31 - 1 coordinates", c->ncmax,
                         c->Hv, (unsigned long long)rows);
@@ -4217,6 +4318,12 @@ static int tma_maps(Ctx *c) {
         (r = tma_map(&c->tm[TM_UV], c->Uv, V, rows, 2 * V, 64, 64, 2, true, "Uv")) ||
         (r = tma_map(&c->tm[TM_DO], c->dOh, V, rows, 2 * V, 64, 64, 2, true, "dO")) ||
         (r = tma_map(&c->tm[TM_G], c->G, 64, rows / 64, 256, 64, 1, 4, false, "G")))
+        return r;
+    if (OH_GDN_TMA_ST && /* a warp's [K][16] of H, dH; [64][16] of U, dU (held in Uv) */
+        ((r = tma_map(&c->tm[TM_H], c->H, V, rows / 64 * K, 2 * V, 16, (uint32_t)K, 2, false, "H")) ||
+         (r = tma_map(&c->tm[TM_DH], c->dH, V, rows / 64 * K, 2 * V, 16, (uint32_t)K, 2, false, "dH")) ||
+         (r = tma_map(&c->tm[TM_U], c->U, V, rows, 2 * V, 16, 64, 2, false, "U")) ||
+         (r = tma_map(&c->tm[TM_DU], c->Uv, V, rows, 2 * V, 16, 64, 2, false, "dU"))))
         return r;
     return 0;
 }

@@ -76,6 +76,27 @@ struct Copy {
     bool applied;
 };
 
+/* A tensor map as cuTensorMapEncodeTiled makes it (the emulator's own form):
+ * dim0 (contiguous) x dim1 elements, rows stride1 bytes apart, boxes of box0 x
+ * box1 elements; out-of-range elements read as zero (loads) or are not
+ * written (stores); swz (0, 32 or 128): bits 4.. of the shared address (the
+ * 16-byte pieces) XOR-ed with bits 7.. (one bit for 32, three for 128; the box
+ * in shared memory must then be 256- or 1024-byte aligned). */
+struct alignas(64) TensorMap2D {
+    const unsigned char *base;
+    uint64_t dim0, dim1, stride1;
+    uint32_t box0, box1, esize;
+    int swz;
+    unsigned char pad[64];
+};
+/* A bulk tensor store as issued: the box at (x, y) of map m from shared memory src. */
+struct BulkStore {
+    const TensorMap2D *m;
+    int x, y;
+    const unsigned char *src;
+    uint32_t saddr;
+    const char *where;
+};
 struct Thread {
     dim3 tid;
     int lin, warp, lane;
@@ -110,6 +131,9 @@ struct Thread {
     /* cp.async */
     std::vector<Copy> cur;
     std::vector<std::vector<Copy>> groups;
+    /* bulk tensor stores (shared -> global), by bulk async-group */
+    std::vector<struct BulkStore> bcur;
+    std::vector<std::vector<struct BulkStore>> bgroups;
 };
 
 /* One wgmma.mma_async of a warpgroup, as issued (executed at once or at a later wait_group). */
@@ -239,18 +263,6 @@ inline void cp_async_wait(int n) {
 }
 
 /* ---- mbarrier and bulk tensor copies (TMA), 2D tiles of 2-byte elements ---- */
-/* A tensor map as cuTensorMapEncodeTiled makes it (the emulator's own form):
- * dim0 (contiguous) x dim1 elements, rows stride1 bytes apart, boxes of box0 x
- * box1 elements; out-of-range elements read as zero; swizzle128: the 16-byte
- * pieces of each 128-byte row of the box XOR-ed with bits 7-9 of the shared
- * address (the copy's destination must be 1024-byte aligned). */
-struct alignas(64) TensorMap2D {
-    const unsigned char *base;
-    uint64_t dim0, dim1, stride1;
-    uint32_t box0, box1, esize;
-    int swizzle128;
-    unsigned char pad[64];
-};
 inline uint32_t smem_addr(const void *p, const char *where) {
     State &s = st();
     if ((const unsigned char *)p < s.smem || (const unsigned char *)p >= s.smem + s.smem_bytes)
@@ -308,19 +320,28 @@ inline void mbar_wait(uint64_t *bar, unsigned parity, const char *where) {
     t->mb_parity = parity;
     collective(OP_MBAR, where);
 }
+/* the box's shared-memory offset o (from its start at shared address a) as the swizzle places it */
+inline size_t tma_swz(const TensorMap2D *tm, uint32_t a, size_t o) {
+    const uint32_t mask = tm->swz == 128 ? 7u : tm->swz == 32 ? 1u : 0u;
+    return o ^ (size_t)((((a + o) >> 7) & mask) << 4);
+}
+inline void tma_check(const TensorMap2D *tm, const void *sp, uint32_t a, const char *where) {
+    const size_t bytes = (size_t)tm->box0 * tm->box1 * tm->esize;
+    if (a & (tm->swz == 128 ? 1023u : tm->swz == 32 ? 255u : 127u)) die("bulk tensor copy: shared address misaligned", where);
+    if ((const unsigned char *)sp + bytes > st().smem + st().smem_bytes) die("bulk tensor copy past shared memory", where);
+    if (tm->swz && tm->box0 * tm->esize != (uint32_t)tm->swz) die("bulk tensor copy: swizzle span != box row bytes", where);
+    if ((tm->box0 * tm->esize) % 16) die("bulk tensor copy: box rows not a multiple of 16 bytes", where);
+}
 /* cp.async.bulk.tensor.2d global -> shared, completing bytes on bar */
 inline void tma_load_2d(void *dst, const TensorMap2D *tm, int x, int y, uint64_t *bar, const char *where) {
     const uint32_t a = smem_addr(dst, where);
-    if (a & (tm->swizzle128 ? 1023u : 127u)) die("bulk tensor copy: destination misaligned", where);
+    tma_check(tm, dst, a, where);
     const size_t bytes = (size_t)tm->box0 * tm->box1 * tm->esize;
-    if ((unsigned char *)dst + bytes > st().smem + st().smem_bytes) die("bulk tensor copy past shared memory", where);
-    if (tm->swizzle128 && tm->box0 * tm->esize != 128) die("bulk tensor copy: 128-byte swizzle needs 128-byte rows", where);
     std::vector<unsigned char> img(bytes, 0);
     for (uint32_t r = 0; r < tm->box1; r++)
         for (uint32_t c = 0; c < tm->box0; c++) {
             const long long gx = (long long)x + c, gy = (long long)y + r;
-            size_t o = ((size_t)r * tm->box0 + c) * tm->esize;
-            if (tm->swizzle128) o ^= (size_t)((((a + o) >> 7) & 7u) << 4);
+            const size_t o = tma_swz(tm, a, ((size_t)r * tm->box0 + c) * tm->esize);
             if (gx >= 0 && gy >= 0 && (uint64_t)gx < tm->dim0 && (uint64_t)gy < tm->dim1)
                 memcpy(&img[o], tm->base + (size_t)gy * tm->stride1 + (size_t)gx * tm->esize, tm->esize);
         }
@@ -333,6 +354,45 @@ inline void tma_load_2d(void *dst, const TensorMap2D *tm, int x, int y, uint64_t
     m->tx -= (long long)bytes;
     if (m->tx < 0) die("bulk tensor copy: more bytes than the mbarrier expects", where);
     mbar_check(m);
+}
+
+
+/* cp.async.bulk.tensor.2d shared -> global (bulk_group): performed at once or,
+ * under the random policy, as late as the bulk wait_group that covers it (it
+ * reads shared memory then: a kernel that rewrites the box before the wait
+ * gets a result that depends on the policy). */
+inline void bulk_do(const BulkStore &b) {
+    const TensorMap2D *tm = b.m;
+    for (uint32_t r = 0; r < tm->box1; r++)
+        for (uint32_t c = 0; c < tm->box0; c++) {
+            const long long gx = (long long)b.x + c, gy = (long long)b.y + r;
+            if (gx < 0 || gy < 0 || (uint64_t)gx >= tm->dim0 || (uint64_t)gy >= tm->dim1) continue;
+            const size_t o = tma_swz(tm, b.saddr, ((size_t)r * tm->box0 + c) * tm->esize);
+            memcpy(const_cast<unsigned char *>(tm->base) + (size_t)gy * tm->stride1 + (size_t)gx * tm->esize, b.src + o,
+                   tm->esize);
+        }
+}
+inline void tma_store_2d(const TensorMap2D *tm, int x, int y, const void *src, const char *where) {
+    BulkStore b{tm, x, y, (const unsigned char *)src, smem_addr(src, where), where};
+    tma_check(tm, src, b.saddr, where);
+    State &s = st();
+    if (s.policy == POLICY_RANDOM && (s.rng() & 1))
+        self()->bcur.push_back(b);
+    else
+        bulk_do(b);
+}
+inline void bulk_commit() {
+    Thread *t = self();
+    t->bgroups.push_back(t->bcur);
+    t->bcur.clear();
+}
+/* cp.async.bulk.wait_group(.read) n: all but the n most recent groups done */
+inline void bulk_wait(int n) {
+    Thread *t = self();
+    while ((int)t->bgroups.size() > n) {
+        for (const BulkStore &b : t->bgroups.front()) bulk_do(b);
+        t->bgroups.erase(t->bgroups.begin());
+    }
 }
 
 /* ---- collectives, resolved when a whole warp has arrived ---- */
@@ -571,6 +631,7 @@ inline void trampoline() {
     State &s = st();
     (*s.fn)();
     s.cur->done = true;
+    if (!s.cur->bcur.empty() || !s.cur->bgroups.empty()) die("thread exited with bulk stores not waited for", nullptr);
     if (!s.cur->cur.empty() || !s.cur->groups.empty()) {
         /* copies never waited for: a real GPU would still land them; apply. */
         cp_async_wait(0);
@@ -592,6 +653,8 @@ inline void run_block() {
         t.op = OP_NONE;
         t.cur.clear();
         t.groups.clear();
+        t.bcur.clear();
+        t.bgroups.clear();
         if (!t.stack) t.stack = (char *)malloc(s.stack_bytes);
         getcontext(&t.uc);
         t.uc.uc_stack.ss_sp = t.stack;
