@@ -328,7 +328,13 @@ template <int N> DEV void cp_async_wait() {
  * instead of 16-30 cp.async a thread.  The tensor maps are made on the host
  * (make_ctx) and travel in Ctx (the kernels take it as __grid_constant__). */
 #ifndef OH_GDN_TMA
-#define OH_GDN_TMA 0
+#define OH_GDN_TMA 1
+#endif
+/* -DOH_GDN_TMA_SIG=1 (not measured yet): the signaller warp issues chunk it + 1's
+ * copies right after step it's barrier instead of thread 0 (whose proxy fence
+ * waits for its own earlier stores: ~1000 cycles a step). */
+#ifndef OH_GDN_TMA_SIG
+#define OH_GDN_TMA_SIG 0
 #endif
 #ifdef OH_EMU
 typedef emu::TensorMap2D TmaMap;
@@ -341,10 +347,10 @@ typedef CUtensorMap TmaMap;
  * then report the chunk two steps back (the stores of the last step may still
  * be in flight at the barrier). */
 #ifndef OH_GDN_TMA_ST
-#define OH_GDN_TMA_ST 0
+#define OH_GDN_TMA_ST 1
 #endif
-#if OH_GDN_TMA_ST && !OH_GDN_TMA
-#error "OH_GDN_TMA_ST needs OH_GDN_TMA"
+#if (OH_GDN_TMA_ST || OH_GDN_TMA_SIG) && !OH_GDN_TMA
+#error "OH_GDN_TMA_ST and OH_GDN_TMA_SIG need OH_GDN_TMA"
 #endif
 enum { TM_WU, TM_KN, TM_QN, TM_P, TM_UV, TM_DO, TM_G, /* stores: */ TM_H, TM_DH, TM_U, TM_DU, TM_N };
 DEV void mbar_init(uint64_t *b, int count) {
@@ -1290,7 +1296,7 @@ DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, int vb, uint16_t *
     for (int j = 0; j < 2 && j < g.cnt; j++) {
         dprep_load(c, buf, chunk(j), g.h, vb);
         dprep_store(c, buf, chunk(j), g.h, vb);
-        if (OH_GDN_TMA) fence_proxy_async_global(); /* the stores before the bulk copies that read them */
+        if (OH_GDN_TMA_SIG) fence_proxy_async_global(); /* the stores before the bulk copies that read them */
         gpu_fence();
         if (j == 0) BAR_ANY();
     }
@@ -1302,7 +1308,7 @@ DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, int vb, uint16_t *
         if (lane == 0) issue(it); /* chunk it + 1 (prepared and fenced at step it - 1) */
         const bool more = it + 3 < g.cnt;
         if (it + 2 < g.cnt) dprep_store(c, buf, chunk(it + 2), g.h, vb);
-        if (OH_GDN_TMA) fence_proxy_async_global();
+        if (OH_GDN_TMA_SIG) fence_proxy_async_global();
         if (more && !OH_GDN_SIGCOPY_AFTER) dprep_load(c, buf, chunk(it + 3), g.h, vb);
         __syncwarp(); /* every lane's stores before lane 0's fence */
         if (it < LAG)
@@ -2023,9 +2029,9 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
         tma_stage<NKT>(c, mb + s, (int)chh * 64, kt, km, fo ? 3 : 2, fo ? Pts(s) : nullptr, Uvs(s), TM_UV, vb * 64,
                        Gts(s), (int)chh);
     };
-    if (w == 4) { /* with OH_GDN_TMA the signaller loads chunk it + 1 after step it's barrier */
+    if (w == 4) { /* with OH_GDN_TMA_SIG the signaller loads chunk it + 1 after step it's barrier */
         auto issue = [&](int it) {
-            if (OH_GDN_TMA && it + 1 < cnt) tma_load((it + 1) & 1, first + it + 1);
+            if (OH_GDN_TMA && OH_GDN_TMA_SIG && it + 1 < cnt) tma_load((it + 1) & 1, first + it + 1);
         };
         state_signaller<1, OH_GDN_TMA_ST ? 2 : 1>(sg, issue);
         return;
@@ -2047,7 +2053,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
     }
     auto load = [&](int s, int ci) {
         const size_t chh = (size_t)ci * Hv + h;
-        if (OH_GDN_TMA) { /* the first chunk only (then the signaller) */
+        if (OH_GDN_TMA) { /* thread 0 (OH_GDN_TMA_SIG: the first chunk only, then the signaller) */
             if (tid == 0) tma_load(s, ci);
             return;
         }
@@ -2121,7 +2127,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
         }
         /* meanwhile: the next chunk's copies, H's stores, the gates */
         if (it + 1 < cnt) {
-            if (!OH_GDN_TMA) load(s ^ 1, ci + 1);
+            if (!OH_GDN_TMA_SIG) load(s ^ 1, ci + 1);
             cp_async_commit();
             eUv_next = ld_l2(c.eUv + (chh + Hv) * nvb + vb);
         }
@@ -2762,9 +2768,9 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         const int km[3] = {TM_KN, TM_WU, TM_QN};
         tma_stage<NKT>(c, mb + s, (int)chh * 64, kt, km, 3, Pts(s), dOs(s), TM_DO, vb * 64, Gts(s), (int)chh);
     };
-    if (w == 4) { /* with OH_GDN_TMA the signaller loads chunk it + 1 after step it's barrier */
+    if (w == 4) { /* with OH_GDN_TMA_SIG the signaller loads chunk it + 1 after step it's barrier */
         auto issue = [&](int it) {
-            if (OH_GDN_TMA && it + 1 < cnt) tma_load((it + 1) & 1, first + cnt - 2 - it);
+            if (OH_GDN_TMA && OH_GDN_TMA_SIG && it + 1 < cnt) tma_load((it + 1) & 1, first + cnt - 2 - it);
         };
         if (c.self_prep)
             state_signaller_bwd<1, OH_GDN_TMA_ST ? 2 : 1>(c, sg, vb, cv.take<uint16_t>(64 * 64), issue);
@@ -2787,7 +2793,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
     }
     auto load = [&](int s, int ci) {
         const size_t chh = (size_t)ci * Hv + h;
-        if (OH_GDN_TMA) { /* the first chunk only (then the signaller) */
+        if (OH_GDN_TMA) { /* thread 0 (OH_GDN_TMA_SIG: the first chunk only, then the signaller) */
             if (tid == 0) tma_load(s, ci);
             return;
         }
@@ -2858,7 +2864,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         }
         /* meanwhile: the next chunk's copies, dH's stores, the gates */
         if (it + 1 < cnt) {
-            if (!OH_GDN_TMA) load(s ^ 1, ci - 1);
+            if (!OH_GDN_TMA_SIG) load(s ^ 1, ci - 1);
             cp_async_commit();
         }
         SPHASE_MARK(1, 2);
@@ -4307,7 +4313,11 @@ static int tma_map(TmaMap *m, const void *base, uint64_t dim0, uint64_t dim1, ui
     if (!enc) {
         cudaDriverEntryPointQueryResult q;
         void *f = NULL;
+#if CUDART_VERSION >= 12050
         GDN_CUDA_TRY(cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q));
+#else
+        GDN_CUDA_TRY(cudaGetDriverEntryPoint("cuTensorMapEncodeTiled", &f, cudaEnableDefault, &q));
+#endif
         if (q != cudaDriverEntryPointSuccess || !f)
             return gdn_fail(GDN_STATUS_CUDA, __FILE__, __LINE__, "the driver has no cuTensorMapEncodeTiled");
         enc = (PFN_cuTensorMapEncodeTiled_v12000)f;
