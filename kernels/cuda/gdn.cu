@@ -322,7 +322,7 @@ template <int N> DEV void cp_async_wait() {
 #endif
 }
 
-/* -DOH_GDN_TMA=1 (not measured yet): the wgmma state kernels load each stage
+/* OH_GDN_TMA (default 1; H100, bench/runs/2026-12-06-tma): the wgmma state kernels load each stage
  * (Wu, Kn, Qn, P as 128-byte-swizzled [64][64] tiles, Uv or dO likewise, G) with
  * bulk tensor copies issued by one thread and completing on an mbarrier,
  * instead of 16-30 cp.async a thread.  The tensor maps are made on the host
@@ -330,18 +330,12 @@ template <int N> DEV void cp_async_wait() {
 #ifndef OH_GDN_TMA
 #define OH_GDN_TMA 1
 #endif
-/* -DOH_GDN_TMA_SIG=1 (not measured yet): the signaller warp issues chunk it + 1's
- * copies right after step it's barrier instead of thread 0 (whose proxy fence
- * waits for its own earlier stores: ~1000 cycles a step). */
-#ifndef OH_GDN_TMA_SIG
-#define OH_GDN_TMA_SIG 0
-#endif
 #ifdef OH_EMU
 typedef emu::TensorMap2D TmaMap;
 #else
 typedef CUtensorMap TmaMap;
 #endif
-/* -DOH_GDN_TMA_ST=1 (with OH_GDN_TMA; not measured yet): the H, U (dH, dU) tiles
+/* OH_GDN_TMA_ST (default 1, with OH_GDN_TMA; measured with it): the H, U (dH, dU) tiles
  * leave through a warp's staging area in shared memory (stmatrix) and one bulk
  * tensor store each, instead of movmatrix and 4-byte stores.  A step's flags
  * then report the chunk two steps back (the stores of the last step may still
@@ -349,8 +343,8 @@ typedef CUtensorMap TmaMap;
 #ifndef OH_GDN_TMA_ST
 #define OH_GDN_TMA_ST 1
 #endif
-#if (OH_GDN_TMA_ST || OH_GDN_TMA_SIG) && !OH_GDN_TMA
-#error "OH_GDN_TMA_ST and OH_GDN_TMA_SIG need OH_GDN_TMA"
+#if OH_GDN_TMA_ST && !OH_GDN_TMA
+#error "OH_GDN_TMA_ST needs OH_GDN_TMA"
 #endif
 enum { TM_WU, TM_KN, TM_QN, TM_P, TM_UV, TM_DO, TM_G, /* stores: */ TM_H, TM_DH, TM_U, TM_DU, TM_N };
 DEV void mbar_init(uint64_t *b, int count) {
@@ -1188,22 +1182,14 @@ template <int LAG = 1> DEV void sig_post(const StateSig &g) {
 /* NB barriers a step, the signaller's work before the last; NB = 1 (the wgmma
  * state kernels): one barrier, which opens the step, the work after it (chunk
  * it - 1's stores precede it; chunk it + 2 is loaded after the next one). */
-struct NoIssue {
-    __device__ __forceinline__ void operator()(int) const {}
-};
-/* issue(it) (lane 0, right after step it's barrier, NB = 1): the next chunk's
- * stage copies (OH_GDN_TMA), from the thread that waited for its flag. */
-template <int NB, int LAG = 1, typename F = NoIssue> DEV void state_signaller(const StateSig &g, const F &issue = F()) {
+template <int NB, int LAG = 1> DEV void state_signaller(const StateSig &g) {
     const int lane = threadIdx.x & 31;
     if (lane == 0) sig_pre(g);
     __syncwarp();
     for (int it = 0; it < g.cnt; it++) {
 #pragma unroll
         for (int b = 0; b < (NB == 1 ? 1 : NB - 1); b++) BAR_ANY();
-        if (lane == 0) {
-            issue(it);
-            sig_step<LAG>(g, it);
-        }
+        if (lane == 0) sig_step<LAG>(g, it);
         __syncwarp();
         if (NB > 1) BAR_ANY();
     }
@@ -1289,14 +1275,12 @@ DEV void gpu_fence() {
 #ifndef OH_GDN_SIGCOPY_AFTER
 #define OH_GDN_SIGCOPY_AFTER 1
 #endif
-template <int NB, int LAG = 1, typename F = NoIssue>
-DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, int vb, uint16_t *buf, const F &issue = F()) {
+template <int NB, int LAG = 1> DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, int vb, uint16_t *buf) {
     const int lane = threadIdx.x & 31;
     auto chunk = [&](int j) { return g.ci0 + g.dir * j; };
     for (int j = 0; j < 2 && j < g.cnt; j++) {
         dprep_load(c, buf, chunk(j), g.h, vb);
         dprep_store(c, buf, chunk(j), g.h, vb);
-        if (OH_GDN_TMA_SIG) fence_proxy_async_global(); /* the stores before the bulk copies that read them */
         gpu_fence();
         if (j == 0) BAR_ANY();
     }
@@ -1305,10 +1289,8 @@ DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, int vb, uint16_t *
     for (int it = 0; it < g.cnt; it++) {
 #pragma unroll
         for (int b = 0; b < (NB == 1 ? 1 : NB - 1); b++) BAR_ANY();
-        if (lane == 0) issue(it); /* chunk it + 1 (prepared and fenced at step it - 1) */
         const bool more = it + 3 < g.cnt;
         if (it + 2 < g.cnt) dprep_store(c, buf, chunk(it + 2), g.h, vb);
-        if (OH_GDN_TMA_SIG) fence_proxy_async_global();
         if (more && !OH_GDN_SIGCOPY_AFTER) dprep_load(c, buf, chunk(it + 3), g.h, vb);
         __syncwarp(); /* every lane's stores before lane 0's fence */
         if (it < LAG)
@@ -2015,27 +1997,16 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
     allow_dependents();
     trace_mark(c, false);
     const StateSig sg{c.flP, c.flS, first, 1, cnt, Hv, h};
+    if (w == 4) {
+        state_signaller<1, OH_GDN_TMA_ST ? 2 : 1>(sg);
+        return;
+    }
 #define Wts(s) (stg + (s) * STG)
 #define Kts(s) (stg + (s) * STG + NKT * TILE)
 #define Qts(s) (stg + (s) * STG + 2 * NKT * TILE)
 #define Pts(s) (stg + (s) * STG + 3 * NKT * TILE)
 #define Uvs(s) (stg + (s) * STG + XT * TILE)
 #define Gts(s) reinterpret_cast<float *>(stg + (s) * STG + XT * TILE + 64 * LD64)
-    /* OH_GDN_TMA: chunk ci's stage s by bulk copies (one thread) */
-    auto tma_load = [&](int s, int ci) {
-        const size_t chh = (size_t)ci * Hv + h;
-        uint16_t *const kt[3] = {Wts(s), Kts(s), Qts(s)};
-        const int km[3] = {TM_WU, TM_KN, TM_QN};
-        tma_stage<NKT>(c, mb + s, (int)chh * 64, kt, km, fo ? 3 : 2, fo ? Pts(s) : nullptr, Uvs(s), TM_UV, vb * 64,
-                       Gts(s), (int)chh);
-    };
-    if (w == 4) { /* with OH_GDN_TMA_SIG the signaller loads chunk it + 1 after step it's barrier */
-        auto issue = [&](int it) {
-            if (OH_GDN_TMA && OH_GDN_TMA_SIG && it + 1 < cnt) tma_load((it + 1) & 1, first + it + 1);
-        };
-        state_signaller<1, OH_GDN_TMA_ST ? 2 : 1>(sg, issue);
-        return;
-    }
 
     /* a stage's copies: Wu, Kn (and Qn, P) into swizzled tiles, this block's Uv columns, G */
     TilePlan<64, NK / 8, 128> pk; /* [64][K] rows into swizzled tiles, columns [K, NK) zero */
@@ -2053,8 +2024,13 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
     }
     auto load = [&](int s, int ci) {
         const size_t chh = (size_t)ci * Hv + h;
-        if (OH_GDN_TMA) { /* thread 0 (OH_GDN_TMA_SIG: the first chunk only, then the signaller) */
-            if (tid == 0) tma_load(s, ci);
+        if (OH_GDN_TMA) {
+            if (tid == 0) {
+                uint16_t *const kt[3] = {Wts(s), Kts(s), Qts(s)};
+                const int km[3] = {TM_WU, TM_KN, TM_QN};
+                tma_stage<NKT>(c, mb + s, (int)chh * 64, kt, km, fo ? 3 : 2, fo ? Pts(s) : nullptr, Uvs(s), TM_UV,
+                               vb * 64, Gts(s), (int)chh);
+            }
             return;
         }
         pk.copy(Wts(s), c.Wu + chh * 64 * K, tid);
@@ -2127,7 +2103,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
         }
         /* meanwhile: the next chunk's copies, H's stores, the gates */
         if (it + 1 < cnt) {
-            if (!OH_GDN_TMA_SIG) load(s ^ 1, ci + 1);
+            load(s ^ 1, ci + 1);
             cp_async_commit();
             eUv_next = ld_l2(c.eUv + (chh + Hv) * nvb + vb);
         }
@@ -2755,29 +2731,19 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
     allow_dependents();
     trace_mark(c, false);
     const StateSig sg{c.flD, c.flB, first + cnt - 1, -1, cnt, Hv, h};
+    if (w == 4) {
+        if (c.self_prep)
+            state_signaller_bwd<1, OH_GDN_TMA_ST ? 2 : 1>(c, sg, vb, cv.take<uint16_t>(64 * 64));
+        else
+            state_signaller<1, OH_GDN_TMA_ST ? 2 : 1>(sg);
+        return;
+    }
 #define Kts(s) (stg + (s) * STG)
 #define Wts(s) (stg + (s) * STG + NKT * TILE)
 #define Qts(s) (stg + (s) * STG + 2 * NKT * TILE)
 #define Pts(s) (stg + (s) * STG + 3 * NKT * TILE)
 #define dOs(s) (stg + (s) * STG + 3 * NKT * TILE + TILE)
 #define Gts(s) reinterpret_cast<float *>(stg + (s) * STG + 3 * NKT * TILE + TILE + 64 * LD64)
-    /* OH_GDN_TMA: chunk ci's stage s by bulk copies (one thread) */
-    auto tma_load = [&](int s, int ci) {
-        const size_t chh = (size_t)ci * Hv + h;
-        uint16_t *const kt[3] = {Kts(s), Wts(s), Qts(s)};
-        const int km[3] = {TM_KN, TM_WU, TM_QN};
-        tma_stage<NKT>(c, mb + s, (int)chh * 64, kt, km, 3, Pts(s), dOs(s), TM_DO, vb * 64, Gts(s), (int)chh);
-    };
-    if (w == 4) { /* with OH_GDN_TMA_SIG the signaller loads chunk it + 1 after step it's barrier */
-        auto issue = [&](int it) {
-            if (OH_GDN_TMA && OH_GDN_TMA_SIG && it + 1 < cnt) tma_load((it + 1) & 1, first + cnt - 2 - it);
-        };
-        if (c.self_prep)
-            state_signaller_bwd<1, OH_GDN_TMA_ST ? 2 : 1>(c, sg, vb, cv.take<uint16_t>(64 * 64), issue);
-        else
-            state_signaller<1, OH_GDN_TMA_ST ? 2 : 1>(sg, issue);
-        return;
-    }
     TilePlan<64, NK / 8, 128> pk; /* [64][K] rows into swizzled tiles, columns [K, NK) zero */
     TilePlan<64, 8, 128> pp, pv;
     pk.init_sw(tid, K, K);
@@ -2793,8 +2759,12 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
     }
     auto load = [&](int s, int ci) {
         const size_t chh = (size_t)ci * Hv + h;
-        if (OH_GDN_TMA) { /* thread 0 (OH_GDN_TMA_SIG: the first chunk only, then the signaller) */
-            if (tid == 0) tma_load(s, ci);
+        if (OH_GDN_TMA) {
+            if (tid == 0) {
+                uint16_t *const kt[3] = {Kts(s), Wts(s), Qts(s)};
+                const int km[3] = {TM_KN, TM_WU, TM_QN};
+                tma_stage<NKT>(c, mb + s, (int)chh * 64, kt, km, 3, Pts(s), dOs(s), TM_DO, vb * 64, Gts(s), (int)chh);
+            }
             return;
         }
         pk.copy(Kts(s), c.Kn + chh * 64 * K, tid);
@@ -2864,7 +2834,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         }
         /* meanwhile: the next chunk's copies, dH's stores, the gates */
         if (it + 1 < cnt) {
-            if (!OH_GDN_TMA_SIG) load(s ^ 1, ci - 1);
+            load(s ^ 1, ci - 1);
             cp_async_commit();
         }
         SPHASE_MARK(1, 2);
