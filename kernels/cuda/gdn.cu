@@ -1143,11 +1143,12 @@ template <bool CLAIM> static __global__ void __launch_bounds__(128, 4) k_prep(Ct
 /* The state kernels' flags.  Their warps carry the recurrence and meet at NB
  * barriers per step (the last one before the step's U / dU stores); the
  * chunk of step it is ci0 + dir * it.  Before each step's last barrier the
- * signaller reports the previous step's chunk done and waits for the
- * producer's flag of the chunk two steps ahead, which the others start
- * loading after the next step's first barrier.  After the loop all warps
- * meet once more (the final state is stored by then) and the last chunk is
- * reported.  With K <= 128 the signaller is an extra warp, so that its fence
+ * signaller reports the chunk LAG steps back done (LAG = 1: the previous
+ * step's; 2 with the wgmma kernels' bulk stores, OH_GDN_TMA_ST, whose last
+ * step may still be in flight) and waits for the producer's flag of the chunk
+ * two steps ahead, which the others start loading after the next step's first
+ * barrier.  After the loop all warps meet once more (the final state and
+ * every store are done by then) and the chunks not yet reported are.  With K <= 128 the signaller is an extra warp, so that its fence
  * waits off the recurrence's critical path; with K > 128 (8 warps, registers
  * short) it is thread 0. */
 struct StateSig {
@@ -1181,7 +1182,8 @@ template <int LAG = 1> DEV void sig_post(const StateSig &g) {
 #endif
 /* NB barriers a step, the signaller's work before the last; NB = 1 (the wgmma
  * state kernels): one barrier, which opens the step, the work after it (chunk
- * it - 1's stores precede it; chunk it + 2 is loaded after the next one). */
+ * it - LAG's stores are complete before it; chunk it + 2 is loaded after the
+ * next one). */
 template <int NB, int LAG = 1> DEV void state_signaller(const StateSig &g) {
     const int lane = threadIdx.x & 31;
     if (lane == 0) sig_pre(g);
@@ -1782,7 +1784,10 @@ template <int NB> DEV void warp_store_tile(uint16_t *st, const uint32_t (&frag)[
  * [16 NB][16] area st, then stored by one bulk tensor store of map m's box at
  * (x, y) (its rows past the map's box are not stored).  Lane 0 issues and
  * commits, one bulk group a store; the area's previous store must have read it
- * (one newer group, the other area's, may still run). */
+ * (one newer group, the other area's, may still run).  The counts here and in
+ * the kernels (wait_group.read 1; wait_group 2 at a step's start and the
+ * flags' LAG of 2) assume exactly two groups a step from each storing warp
+ * (H then U, dH then dU): a third bulk store a step must change all three. */
 template <int NB> DEV void warp_bulk_store(uint16_t *st, const uint32_t (&frag)[NB][4], const TmaMap *m, int x, int y) {
     const int lane = threadIdx.x & 31;
     if (lane == 0) bulk_wait_read<1>();
@@ -1958,7 +1963,8 @@ template <int KT, bool OUT_ = false> struct StateWgCfg {
     static constexpr int NKT = (NK + 63) / 64;      /* 64-column tiles of Wu / Kn */
     static constexpr int TILE = 64 * 64;
     static constexpr bool OUT = OUT_;
-    /* stage (elements): Wu tiles, Kn tiles, [Qn tiles, P tile,] Uv [64][LD64], G (64 fp32) in a 1024-byte multiple */
+    /* stage (elements): Wu tiles, Kn tiles, [Qn tiles, P tile,] Uv [64][LD64] (with OH_GDN_TMA a swizzled
+     * [64][64] tile in that space), G (64 fp32) in a 1024-byte multiple */
     static constexpr int XT = 2 * NKT + (OUT ? NKT + 1 : 0); /* swizzled tiles a stage */
     static constexpr int STG = (XT * TILE * 2 + 64 * LD64 * 2 + 256 + 1023) / 1024 * 512;
     static constexpr int THREADS = 160; /* the warpgroup and the signaller warp */
@@ -2699,7 +2705,8 @@ template <int KT> static __global__ void __maxnreg__(StateCfg<KT>::MAXREG) k_sta
 template <int KT> struct StateBwdWgCfg {
     static constexpr int NK = StateWgCfg<KT>::NK, NT = NK / 8, KS = NK / 16, NKT = (NK + 63) / 64;
     static constexpr int TILE = 64 * 64;
-    /* stage (elements): Kn, Wu, Qn tiles, P tile, dO [64][LD64], G (64 fp32), in a 1024-byte multiple */
+    /* stage (elements): Kn, Wu, Qn tiles, P tile, dO [64][LD64] (with OH_GDN_TMA a swizzled [64][64] tile in
+     * that space), G (64 fp32), in a 1024-byte multiple */
     static constexpr int STG = (3 * NKT * TILE * 2 + TILE * 2 + 64 * LD64 * 2 + 256 + 1023) / 1024 * 512;
 };
 template <int KT> static size_t state_bwd_wg_smem() {
@@ -4312,8 +4319,9 @@ static int tma_maps(Ctx *c) {
     const uint64_t rows = (uint64_t)c->ncmax * c->Hv * 64, K = (uint64_t)c->K, V = (uint64_t)c->V;
     if (rows > 0x7fffffffu || rows / 64 * K > 0x7fffffffu)
         return gdn_fail(GDN_STATUS_UNSUPPORTED, __FILE__, __LINE__,
-                        "%d chunks x %d value heads: %llu tile rows exceed the copies' 2^31 - 1 coordinates", c->ncmax,
-                        c->Hv, (unsigned long long)rows);
+                        "%d chunks x %d value heads: %llu rows of Wu / Kn or %llu rows of H exceed the bulk copies' "
+                        "2^31 - 1 coordinates",
+                        c->ncmax, c->Hv, (unsigned long long)rows, (unsigned long long)(rows / 64 * K));
     int r;
     if ((r = tma_map(&c->tm[TM_WU], c->Wu, K, rows, 2 * K, 64, 64, 2, true, "Wu")) ||
         (r = tma_map(&c->tm[TM_KN], c->Kn, K, rows, 2 * K, 64, 64, 2, true, "Kn")) ||
