@@ -1148,9 +1148,10 @@ template <bool CLAIM> static __global__ void __launch_bounds__(128, 4) k_prep(Ct
  * step may still be in flight) and waits for the producer's flag of the chunk
  * two steps ahead, which the others start loading after the next step's first
  * barrier.  After the loop all warps meet once more (the final state and
- * every store are done by then) and the chunks not yet reported are.  With K <= 128 the signaller is an extra warp, so that its fence
- * waits off the recurrence's critical path; with K > 128 (8 warps, registers
- * short) it is thread 0. */
+ * every store are done by then) and the chunks not yet reported are.  With
+ * K <= 128 the signaller is an extra warp, so that its fence waits off the
+ * recurrence's critical path; with K > 128 (8 warps, registers short) it is
+ * thread 0. */
 struct StateSig {
     const int *need;
     int *done;
