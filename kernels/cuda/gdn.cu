@@ -562,7 +562,7 @@ struct Ctx {
     int self_prep; /* k_state_bwd's signaller warp prepares dO (K <= 128; OH_GDN_DPREP, see state_preps_dout) */
     int T, Hk, Hv, K, V, ndocs, ncmax, nkb, nvb;
     float scale;
-    TmaMap tm[TM_N]; /* -DOH_GDN_TMA=1: the wgmma state kernels' stage tiles (make_ctx) */
+    TmaMap tm[TM_N]; /* OH_GDN_TMA: the wgmma state kernels' tensor maps (tma_maps) */
 };
 
 /* OH_GDN_TRACE (sandbox): per launch slot, the first block start and the
@@ -1730,18 +1730,37 @@ DEV void wg_bar() {
     asm volatile("bar.sync 1, 128;" ::: "memory");
 #endif
 }
+/* OH_GDN_TMA: the two stages' mbarriers (thread 0), before anyone uses them (a warpgroup barrier) */
+DEV void stage_bars_init(uint64_t *mb) {
+    if (threadIdx.x == 0) {
+        mbar_init(mb, 1);
+        mbar_init(mb + 1, 1);
+        fence_mbar_init();
+    }
+    wg_bar();
+}
+/* OH_GDN_TMA_ST: lane 0's bulk stores but the N most recent complete and visible
+ * (then a barrier, after which the signaller reports their chunks) */
+template <int N> DEV void bulk_stores_done() {
+    if ((threadIdx.x & 31) == 0) {
+        bulk_wait<N>();
+        fence_proxy_async_global();
+    }
+}
 
-/* -DOH_GDN_ST_STAGE=1 (not measured yet): the wgmma state kernels store their
+/* -DOH_GDN_ST_STAGE=1 (with OH_GDN_TMA_ST=0): the wgmma state kernels store their
  * H, U, O (dH, dU) tiles through a staging area of the warp in shared memory
  * (stmatrix, then 16-byte pieces: 18 instructions a thread for H at K 96
- * instead of 48) instead of movmatrix and 4-byte stores. */
+ * instead of 48) instead of movmatrix and 4-byte stores (with -DOH_GDN_GTAB=1
+ * 0.03-0.11 ms faster f+b than neither, H100, bench/runs/2026-12-06-tma). */
 #ifndef OH_GDN_ST_STAGE
 #define OH_GDN_ST_STAGE 0
 #endif
 enum { LDST = 24 }; /* staging row stride (elements): a warp's 16 columns + 8 of padding */
-/* -DOH_GDN_GTAB=1 (not measured yet): the wgmma state kernels work out a step's gates
- * e^{G_j} and e^{G_63 - G_j} once (a value a thread, into shared memory, one
- * warpgroup barrier) instead of each thread its 32-48. */
+/* -DOH_GDN_GTAB=1: the wgmma state kernels work out a step's gates e^{G_j} and
+ * e^{G_63 - G_j} once (a value a thread, into shared memory, one warpgroup
+ * barrier) instead of each thread its 32-48 (with the TMA default: within
+ * noise, bench/runs/2026-12-06-tma). */
 #ifndef OH_GDN_GTAB
 #define OH_GDN_GTAB 0
 #endif
@@ -1828,7 +1847,8 @@ DEV void acc_to_a_bf16(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)
  * the stored H and U (max over the 64 columns): H's from the previous step's
  * maxima at the step's barrier, U's at a warpgroup barrier while the state
  * product runs.  Wu and Kn stages are [64][64] 128-byte-swizzled tiles
- * (NK / 64 rounded up of them), cp.async'd a chunk ahead. */
+ * (NK / 64 rounded up of them), loaded a chunk ahead (bulk tensor copies,
+ * OH_GDN_TMA; else cp.async). */
 /* Pieces shared by the wgmma state kernels.  A warp holds the state (or its
  * gradient) of its 16 columns of V transposed: S[n][e] = state row 8 n + 2 t4 +
  * (e & 1), column col0 + g4 + 8 (e >> 1), the columns (accumulator rows) in
@@ -1885,18 +1905,14 @@ template <int NT> DEV void wgs_scale(float (&S)[NT][4], float r0, float r1) {
  * the wait. */
 template <int KS> DEV void wgs_store(const float (&S)[2 * KS][4], float f0, float f1, uint16_t *stw, uint16_t *g, int K, int V,
                               const TmaMap *bm = nullptr, int bx = 0, int by = 0) {
-    if (OH_GDN_TMA_ST) { /* bm's box at (bx, by) from the area stw */
+    if (OH_GDN_TMA_ST || OH_GDN_ST_STAGE) {
         uint32_t hs[KS][4];
 #pragma unroll
         for (int kk = 0; kk < KS; kk++) acc_to_a_f16(hs[kk], S[2 * kk], S[2 * kk + 1], f0, f1);
-        warp_bulk_store<KS>(stw, hs, bm, bx, by);
-        return;
-    }
-    if (OH_GDN_ST_STAGE) {
-        uint32_t hs[KS][4];
-#pragma unroll
-        for (int kk = 0; kk < KS; kk++) acc_to_a_f16(hs[kk], S[2 * kk], S[2 * kk + 1], f0, f1);
-        warp_store_tile<KS>(stw, hs, g, V, K);
+        if (OH_GDN_TMA_ST) /* bm's box at (bx, by) from the area stw */
+            warp_bulk_store<KS>(stw, hs, bm, bx, by);
+        else
+            warp_store_tile<KS>(stw, hs, g, V, K);
         return;
     }
     const int lane = threadIdx.x & 31, g4 = lane >> 2, t4 = lane & 3;
@@ -2021,14 +2037,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
     pk.init_sw(tid, K, K);
     if (C::OUT) pp.init_sw(tid, 64, 64);
     pv.init(tid, LD64, V, V - vb * 64);
-    if (OH_GDN_TMA) {
-        if (tid == 0) {
-            mbar_init(mb, 1);
-            mbar_init(mb + 1, 1);
-            fence_mbar_init();
-        }
-        wg_bar();
-    }
+    if (OH_GDN_TMA) stage_bars_init(mb);
     auto load = [&](int s, int ci) {
         const size_t chh = (size_t)ci * Hv + h;
         if (OH_GDN_TMA) {
@@ -2064,7 +2073,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
     }
     int eUv_next = cnt > 0 ? ld_l2(c.eUv + ((size_t)first * Hv + h) * nvb + vb) : 0;
     float X[8][4]; /* X^T, then U^T (chunk rows j = 8 n + 2 t4 + (e & 1)) */
-    float O[8][4]; /* O^T (the same layout; with -DOH_GDN_SF_OUT=1) */
+    float O[8][4]; /* O^T (the same layout; with OUT) */
 #pragma unroll
     for (int n = 0; n < 8; n++)
 #pragma unroll
@@ -2077,10 +2086,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
         SPHASE_MARK(0, 0);
         cp_async_wait<0>();
         if (OH_GDN_TMA) mbar_wait(mb + s, (uint32_t)(it >> 1) & 1u);
-        if (OH_GDN_TMA_ST && lane == 0) { /* chunk it - 2's stores done before the barrier (the signaller reports it) */
-            bulk_wait<2>();
-            fence_proxy_async_global();
-        }
+        if (OH_GDN_TMA_ST) bulk_stores_done<2>(); /* chunk it - 2's, before the barrier (the signaller reports it) */
         fence_async_smem();
         BAR_STEP(); /* this chunk's tiles are in; the previous step is done everywhere */
         SPHASE_MARK(0, 1);
@@ -2238,10 +2244,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
         }
     }
     if (c.s_final && wok) wgs_final(S, cr, c.s_final + ((size_t)doc * Hv + h) * K * V, K, V, col0);
-    if (OH_GDN_TMA_ST && lane == 0) {
-        bulk_wait<0>();
-        fence_proxy_async_global();
-    }
+    if (OH_GDN_TMA_ST) bulk_stores_done<0>();
     BAR_STEP(); /* the signaller reports the last chunk(s) */
     trace_mark(c, true);
 #undef Wts
@@ -2757,14 +2760,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
     pk.init_sw(tid, K, K);
     pp.init_sw(tid, 64, 64);
     pv.init(tid, LD64, V, V - vb * 64);
-    if (OH_GDN_TMA) {
-        if (tid == 0) {
-            mbar_init(mb, 1);
-            mbar_init(mb + 1, 1);
-            fence_mbar_init();
-        }
-        wg_bar();
-    }
+    if (OH_GDN_TMA) stage_bars_init(mb);
     auto load = [&](int s, int ci) {
         const size_t chh = (size_t)ci * Hv + h;
         if (OH_GDN_TMA) {
@@ -2810,10 +2806,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         SPHASE_MARK(1, 0);
         cp_async_wait<0>();
         if (OH_GDN_TMA) mbar_wait(mb + s, (uint32_t)(it >> 1) & 1u);
-        if (OH_GDN_TMA_ST && lane == 0) { /* chunk it - 2's stores done before the barrier (the signaller reports it) */
-            bulk_wait<2>();
-            fence_proxy_async_global();
-        }
+        if (OH_GDN_TMA_ST) bulk_stores_done<2>(); /* chunk it - 2's, before the barrier (the signaller reports it) */
         fence_async_smem();
         BAR_STEP();
         SPHASE_MARK(1, 1);
@@ -2931,10 +2924,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         SPHASE_MARK(1, 7);
     }
     if (c.ds0 && wok) wgs_final(S, cr, c.ds0 + ((size_t)doc * Hv + h) * K * V, K, V, col0);
-    if (OH_GDN_TMA_ST && lane == 0) {
-        bulk_wait<0>();
-        fence_proxy_async_global();
-    }
+    if (OH_GDN_TMA_ST) bulk_stores_done<0>();
     BAR_STEP(); /* the signaller reports the last chunk(s) */
     trace_mark(c, true);
 #undef Kts
@@ -4317,12 +4307,13 @@ static int tma_map(TmaMap *m, const void *base, uint64_t dim0, uint64_t dim1, ui
  * (128-byte swizzle), and G's 64 values a (chunk, head). */
 static int tma_maps(Ctx *c) {
     if (!OH_GDN_TMA || c->K > 128) return 0;
-    const uint64_t rows = (uint64_t)c->ncmax * c->Hv * 64, K = (uint64_t)c->K, V = (uint64_t)c->V;
-    if (rows > 0x7fffffffu || rows / 64 * K > 0x7fffffffu)
+    const uint64_t K = (uint64_t)c->K, V = (uint64_t)c->V, nch = (uint64_t)c->ncmax * c->Hv; /* (chunk, head) pairs */
+    const uint64_t rows = nch * 64, hrows = nch * K; /* rows of the [64][.] tiles; of H, dH */
+    if (rows > 0x7fffffffu || hrows > 0x7fffffffu)
         return gdn_fail(GDN_STATUS_UNSUPPORTED, __FILE__, __LINE__,
                         "%d chunks x %d value heads: %llu rows of Wu / Kn or %llu rows of H exceed the bulk copies' "
                         "2^31 - 1 coordinates",
-                        c->ncmax, c->Hv, (unsigned long long)rows, (unsigned long long)(rows / 64 * K));
+                        c->ncmax, c->Hv, (unsigned long long)rows, (unsigned long long)hrows);
     int r;
     if ((r = tma_map(&c->tm[TM_WU], c->Wu, K, rows, 2 * K, 64, 64, 2, true, "Wu")) ||
         (r = tma_map(&c->tm[TM_KN], c->Kn, K, rows, 2 * K, 64, 64, 2, true, "Kn")) ||
@@ -4330,11 +4321,11 @@ static int tma_maps(Ctx *c) {
         (r = tma_map(&c->tm[TM_P], c->P, 64, rows, 128, 64, 64, 2, true, "P")) ||
         (r = tma_map(&c->tm[TM_UV], c->Uv, V, rows, 2 * V, 64, 64, 2, true, "Uv")) ||
         (r = tma_map(&c->tm[TM_DO], c->dOh, V, rows, 2 * V, 64, 64, 2, true, "dO")) ||
-        (r = tma_map(&c->tm[TM_G], c->G, 64, rows / 64, 256, 64, 1, 4, false, "G")))
+        (r = tma_map(&c->tm[TM_G], c->G, 64, nch, 256, 64, 1, 4, false, "G")))
         return r;
     if (OH_GDN_TMA_ST && /* a warp's [K][16] of H, dH; [64][16] of U, dU (held in Uv) */
-        ((r = tma_map(&c->tm[TM_H], c->H, V, rows / 64 * K, 2 * V, 16, (uint32_t)K, 2, false, "H")) ||
-         (r = tma_map(&c->tm[TM_DH], c->dH, V, rows / 64 * K, 2 * V, 16, (uint32_t)K, 2, false, "dH")) ||
+        ((r = tma_map(&c->tm[TM_H], c->H, V, hrows, 2 * V, 16, (uint32_t)K, 2, false, "H")) ||
+         (r = tma_map(&c->tm[TM_DH], c->dH, V, hrows, 2 * V, 16, (uint32_t)K, 2, false, "dH")) ||
          (r = tma_map(&c->tm[TM_U], c->U, V, rows, 2 * V, 16, 64, 2, false, "U")) ||
          (r = tma_map(&c->tm[TM_DU], c->Uv, V, rows, 2 * V, 16, 64, 2, false, "dU"))))
         return r;
