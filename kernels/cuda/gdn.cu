@@ -1185,14 +1185,22 @@ template <int LAG = 1> DEV void sig_post(const StateSig &g) {
  * state kernels): one barrier, which opens the step, the work after it (chunk
  * it - LAG's stores are complete before it; chunk it + 2 is loaded after the
  * next one). */
-template <int NB, int LAG = 1> DEV void state_signaller(const StateSig &g) {
+struct NoIssue {
+    __device__ __forceinline__ void operator()(int) const {}
+};
+/* issue(it) (lane 0, right after step it's barrier, NB = 1): the next chunk's
+ * stage copies (OH_GDN_TMA), from the thread that waited for its flag. */
+template <int NB, int LAG = 1, typename F = NoIssue> DEV void state_signaller(const StateSig &g, const F &issue = F()) {
     const int lane = threadIdx.x & 31;
     if (lane == 0) sig_pre(g);
     __syncwarp();
     for (int it = 0; it < g.cnt; it++) {
 #pragma unroll
         for (int b = 0; b < (NB == 1 ? 1 : NB - 1); b++) BAR_ANY();
-        if (lane == 0) sig_step<LAG>(g, it);
+        if (lane == 0) {
+            issue(it);
+            sig_step<LAG>(g, it);
+        }
         __syncwarp();
         if (NB > 1) BAR_ANY();
     }
@@ -1278,12 +1286,14 @@ DEV void gpu_fence() {
 #ifndef OH_GDN_SIGCOPY_AFTER
 #define OH_GDN_SIGCOPY_AFTER 1
 #endif
-template <int NB, int LAG = 1> DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, int vb, uint16_t *buf) {
+template <int NB, int LAG = 1, typename F = NoIssue>
+DEV void state_signaller_bwd(const Ctx &c, const StateSig &g, int vb, uint16_t *buf, const F &issue = F()) {
     const int lane = threadIdx.x & 31;
     auto chunk = [&](int j) { return g.ci0 + g.dir * j; };
     for (int j = 0; j < 2 && j < g.cnt; j++) {
         dprep_load(c, buf, chunk(j), g.h, vb);
         dprep_store(c, buf, chunk(j), g.h, vb);
+        if (OH_GDN_TMA) fence_proxy_async_global(); /* the stores before the bulk copies that read them */
         gpu_fence();
         if (j == 0) BAR_ANY();
     }
@@ -1292,8 +1302,10 @@ template <int NB, int LAG = 1> DEV void state_signaller_bwd(const Ctx &c, const 
     for (int it = 0; it < g.cnt; it++) {
 #pragma unroll
         for (int b = 0; b < (NB == 1 ? 1 : NB - 1); b++) BAR_ANY();
+        if (lane == 0) issue(it); /* chunk it + 1 (prepared and fenced at step it - 1) */
         const bool more = it + 3 < g.cnt;
         if (it + 2 < g.cnt) dprep_store(c, buf, chunk(it + 2), g.h, vb);
+        if (OH_GDN_TMA) fence_proxy_async_global();
         if (more && !OH_GDN_SIGCOPY_AFTER) dprep_load(c, buf, chunk(it + 3), g.h, vb);
         __syncwarp(); /* every lane's stores before lane 0's fence */
         if (it < LAG)
@@ -2003,7 +2015,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5, g4 = lane >> 2, t4 = lane & 3;
     const int *dt = c.tab + 4 + 4 * c.ncmax + 2 * doc;
     const int first = dt[0], cnt = dt[1];
-    const bool fo = C::OUT && c.out != nullptr; /* the output here (not in k_out) */
+    constexpr bool fo = C::OUT; /* the output here (not in k_out; gdn_fwd requires out) */
     const int col0 = vb * 64 + 16 * w;  /* this warp's first V column (rows 16 w.. of S^T) */
     const bool wok = col0 < V;          /* V % 16 == 0: all of the warp's columns or none */
 
@@ -2020,16 +2032,27 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
     allow_dependents();
     trace_mark(c, false);
     const StateSig sg{c.flP, c.flS, first, 1, cnt, Hv, h};
-    if (w == 4) {
-        state_signaller<1, OH_GDN_TMA_ST ? 2 : 1>(sg);
-        return;
-    }
 #define Wts(s) (stg + (s) * STG)
 #define Kts(s) (stg + (s) * STG + NKT * TILE)
 #define Qts(s) (stg + (s) * STG + 2 * NKT * TILE)
 #define Pts(s) (stg + (s) * STG + 3 * NKT * TILE)
 #define Uvs(s) (stg + (s) * STG + XT * TILE)
 #define Gts(s) reinterpret_cast<float *>(stg + (s) * STG + XT * TILE + 64 * LD64)
+    /* OH_GDN_TMA: chunk ci's stage s by bulk copies (one thread) */
+    auto tma_load = [&](int s, int ci) {
+        const size_t chh = (size_t)ci * Hv + h;
+        uint16_t *const kt[3] = {Wts(s), Kts(s), Qts(s)};
+        const int km[3] = {TM_WU, TM_KN, TM_QN};
+        tma_stage<NKT>(c, mb + s, (int)chh * 64, kt, km, fo ? 3 : 2, fo ? Pts(s) : nullptr, Uvs(s), TM_UV, vb * 64,
+                       Gts(s), (int)chh);
+    };
+    if (w == 4) { /* with OH_GDN_TMA the signaller loads chunk it + 1 after step it's barrier */
+        auto issue = [&](int it) {
+            if (OH_GDN_TMA && it + 1 < cnt) tma_load((it + 1) & 1, first + it + 1);
+        };
+        state_signaller<1, OH_GDN_TMA_ST ? 2 : 1>(sg, issue);
+        return;
+    }
 
     /* a stage's copies: Wu, Kn (and Qn, P) into swizzled tiles, this block's Uv columns, G */
     TilePlan<64, NK / 8, 128> pk; /* [64][K] rows into swizzled tiles, columns [K, NK) zero */
@@ -2040,13 +2063,8 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
     if (OH_GDN_TMA) stage_bars_init(mb);
     auto load = [&](int s, int ci) {
         const size_t chh = (size_t)ci * Hv + h;
-        if (OH_GDN_TMA) {
-            if (tid == 0) {
-                uint16_t *const kt[3] = {Wts(s), Kts(s), Qts(s)};
-                const int km[3] = {TM_WU, TM_KN, TM_QN};
-                tma_stage<NKT>(c, mb + s, (int)chh * 64, kt, km, fo ? 3 : 2, fo ? Pts(s) : nullptr, Uvs(s), TM_UV,
-                               vb * 64, Gts(s), (int)chh);
-            }
+        if (OH_GDN_TMA) { /* the first chunk only (then the signaller) */
+            if (tid == 0) tma_load(s, ci);
             return;
         }
         pk.copy(Wts(s), c.Wu + chh * 64 * K, tid);
@@ -2116,7 +2134,7 @@ template <int KT, bool OUT> static __global__ void __launch_bounds__(160, 1) k_s
         }
         /* meanwhile: the next chunk's copies, H's stores, the gates */
         if (it + 1 < cnt) {
-            load(s ^ 1, ci + 1);
+            if (!OH_GDN_TMA) load(s ^ 1, ci + 1);
             cp_async_commit();
             eUv_next = ld_l2(c.eUv + (chh + Hv) * nvb + vb);
         }
@@ -2742,19 +2760,29 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
     allow_dependents();
     trace_mark(c, false);
     const StateSig sg{c.flD, c.flB, first + cnt - 1, -1, cnt, Hv, h};
-    if (w == 4) {
-        if (c.self_prep)
-            state_signaller_bwd<1, OH_GDN_TMA_ST ? 2 : 1>(c, sg, vb, cv.take<uint16_t>(64 * 64));
-        else
-            state_signaller<1, OH_GDN_TMA_ST ? 2 : 1>(sg);
-        return;
-    }
 #define Kts(s) (stg + (s) * STG)
 #define Wts(s) (stg + (s) * STG + NKT * TILE)
 #define Qts(s) (stg + (s) * STG + 2 * NKT * TILE)
 #define Pts(s) (stg + (s) * STG + 3 * NKT * TILE)
 #define dOs(s) (stg + (s) * STG + 3 * NKT * TILE + TILE)
 #define Gts(s) reinterpret_cast<float *>(stg + (s) * STG + 3 * NKT * TILE + TILE + 64 * LD64)
+    /* OH_GDN_TMA: chunk ci's stage s by bulk copies (one thread) */
+    auto tma_load = [&](int s, int ci) {
+        const size_t chh = (size_t)ci * Hv + h;
+        uint16_t *const kt[3] = {Kts(s), Wts(s), Qts(s)};
+        const int km[3] = {TM_KN, TM_WU, TM_QN};
+        tma_stage<NKT>(c, mb + s, (int)chh * 64, kt, km, 3, Pts(s), dOs(s), TM_DO, vb * 64, Gts(s), (int)chh);
+    };
+    if (w == 4) { /* with OH_GDN_TMA the signaller loads chunk it + 1 after step it's barrier */
+        auto issue = [&](int it) {
+            if (OH_GDN_TMA && it + 1 < cnt) tma_load((it + 1) & 1, first + cnt - 2 - it);
+        };
+        if (c.self_prep)
+            state_signaller_bwd<1, OH_GDN_TMA_ST ? 2 : 1>(c, sg, vb, cv.take<uint16_t>(64 * 64), issue);
+        else
+            state_signaller<1, OH_GDN_TMA_ST ? 2 : 1>(sg, issue);
+        return;
+    }
     TilePlan<64, NK / 8, 128> pk; /* [64][K] rows into swizzled tiles, columns [K, NK) zero */
     TilePlan<64, 8, 128> pp, pv;
     pk.init_sw(tid, K, K);
@@ -2763,12 +2791,8 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
     if (OH_GDN_TMA) stage_bars_init(mb);
     auto load = [&](int s, int ci) {
         const size_t chh = (size_t)ci * Hv + h;
-        if (OH_GDN_TMA) {
-            if (tid == 0) {
-                uint16_t *const kt[3] = {Kts(s), Wts(s), Qts(s)};
-                const int km[3] = {TM_KN, TM_WU, TM_QN};
-                tma_stage<NKT>(c, mb + s, (int)chh * 64, kt, km, 3, Pts(s), dOs(s), TM_DO, vb * 64, Gts(s), (int)chh);
-            }
+        if (OH_GDN_TMA) { /* the first chunk only (then the signaller) */
+            if (tid == 0) tma_load(s, ci);
             return;
         }
         pk.copy(Kts(s), c.Kn + chh * 64 * K, tid);
@@ -2835,7 +2859,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
         }
         /* meanwhile: the next chunk's copies, dH's stores, the gates */
         if (it + 1 < cnt) {
-            load(s ^ 1, ci - 1);
+            if (!OH_GDN_TMA) load(s ^ 1, ci - 1);
             cp_async_commit();
         }
         SPHASE_MARK(1, 2);
