@@ -346,7 +346,8 @@ typedef CUtensorMap TmaMap;
 #if OH_GDN_TMA_ST && !OH_GDN_TMA
 #error "OH_GDN_TMA_ST needs OH_GDN_TMA"
 #endif
-enum { TM_WU, TM_KN, TM_QN, TM_P, TM_UV, TM_DO, TM_G, /* stores: */ TM_H, TM_DH, TM_U, TM_DU, TM_N };
+enum { TM_WU, TM_KN, TM_QN, TM_P, TM_UV, TM_DO, TM_G, /* stores: */ TM_H, TM_DH, TM_U, TM_DU,
+       /* k_chunk_bwd's slices (OH_GDN_CB_TMA): */ TM_CB_DO, TM_CB_U, TM_CB_DU, TM_CB_V, TM_CB_H, TM_CB_DH, TM_N };
 DEV void mbar_init(uint64_t *b, int count) {
 #ifdef OH_EMU
     emu::mbar_init(b, count, OH_EMU_WHERE);
@@ -394,6 +395,17 @@ DEV void tma_load_2d(void *dst, const TmaMap *m, int x, int y, uint64_t *b) {
 #else
     asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];"
                  ::"r"((uint32_t)__cvta_generic_to_shared(dst)), "l"(m), "r"(x), "r"(y),
+                 "r"((uint32_t)__cvta_generic_to_shared(b))
+                 : "memory");
+#endif
+}
+/* box (x, y, z) of a three-dimensional tensor map m into dst (shared), completing on b */
+DEV void tma_load_3d(void *dst, const TmaMap *m, int x, int y, int z, uint64_t *b) {
+#ifdef OH_EMU
+    emu::tma_load_3d(dst, m, x, y, z, b, OH_EMU_WHERE);
+#else
+    asm volatile("cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], [%5];"
+                 ::"r"((uint32_t)__cvta_generic_to_shared(dst)), "l"(m), "r"(x), "r"(y), "r"(z),
                  "r"((uint32_t)__cvta_generic_to_shared(b))
                  : "memory");
 #endif
@@ -2968,27 +2980,55 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
 #ifndef OH_GDN_CB_WGMMA
 #define OH_GDN_CB_WGMMA 1
 #endif
+/* -DOH_GDN_CB_TMA=1 (with CB_WGMMA): thread 0 loads each V slice (dO, U, dU,
+ * v, S0 and dH rows) by six bulk tensor copies completing on one mbarrier a
+ * stage, OH_GDN_CB_NSTG stages (3: every slice of V <= 192 issued at once
+ * after the flag), instead of 12-20 cp.async a thread.  The maps (cb_maps)
+ * are made at launch: v's is the caller's tensor, [T][Hv][V] as three
+ * dimensions, so its rows past the chunk (the next document's) are loaded
+ * and masked where they are read; S0's and dH's are [nc Hv][K][V], so the
+ * rows past K (a partial K block) read as zero. */
+#ifndef OH_GDN_CB_TMA
+#define OH_GDN_CB_TMA 0
+#endif
+#ifndef OH_GDN_CB_NSTG
+#define OH_GDN_CB_NSTG 2
+#endif
+#if OH_GDN_CB_TMA && !OH_GDN_CB_WGMMA
+#error "OH_GDN_CB_TMA needs OH_GDN_CB_WGMMA"
+#endif
+#if OH_GDN_CB_TMA
+#define CB_CTX const __grid_constant__ Ctx
+#else
+#define CB_CTX Ctx
+#endif
 /* KBT: 16-column tiles of the K block a block handles (K block = 16 KBT <= 128). */
 template <int KBT> struct ChunkBwdCfg {
-    static constexpr bool WG = OH_GDN_CB_WGMMA != 0;
+    static constexpr bool WG = OH_GDN_CB_WGMMA != 0, TMA = OH_GDN_CB_TMA != 0;
     static constexpr int KB = 16 * KBT, LDQ = KB + 8, NT = 2 * KBT;
     static constexpr int LDT = WG ? 64 : LD64; /* row stride of the stage tiles and T */
     static constexpr int STG = 4 * 64 * LDT + 2 * KB * LDT; /* stage: dO, U, dU, v [64][LDT]; S0, dH rows [KB][LDT] */
     static constexpr size_t POST = 2 * 64 * LD64 * 2 + 64 * (KB + 4) * 4; /* Ph, Zh, Xch */
-    static constexpr size_t STAGE_BYTES = 2 * STG * 2 > POST ? 2 * STG * 2 : POST;
+    /* shared memory besides the stages (16-byte pieces as Carve takes them; 16 bytes for the mbarriers) */
+    static constexpr size_t BASE = (WG ? 1024 : 0) + 10 * 256 + 2 * 4 * 64 * 4 + 16 * 4 +
+                                   2 * (((size_t)64 * LDQ * 2 + 15) / 16 * 16) + 64 * LDT * 2 /* T */ +
+                                   64 * LD64 * 2 /* P */ + (TMA ? 8 * 4 : 0);
+    /* stages: OH_GDN_CB_NSTG with CB_TMA where they fit (K blocks of <= 96 for 3), else 2 */
+    static constexpr int NSTG = TMA && BASE + (size_t)OH_GDN_CB_NSTG * STG * 2 <= 232448 ? OH_GDN_CB_NSTG : 2;
+    static constexpr size_t STAGE_BYTES = NSTG * STG * 2 > POST ? NSTG * STG * 2 : POST;
 };
 
 template <int KBT> static size_t chunk_bwd_smem() {
     typedef ChunkBwdCfg<KBT> C;
     return (C::WG ? 1024 : 0) + carve16(64 * 4) * 10 + carve16(2 * 4 * 64 * 4) + carve16(16 * 4) +
            2 * carve16((size_t)64 * C::LDQ * 2) + carve16(64 * C::LDT * 2) /* T */ + carve16(64 * LD64 * 2) /* P */ +
-           carve16(C::STAGE_BYTES);
+           carve16(C::STAGE_BYTES) + (C::TMA ? carve16(8 * C::NSTG) : 0);
 }
 
-template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(Ctx c) {
+template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(CB_CTX c) {
     typedef ChunkBwdCfg<KBT> C;
-    constexpr int KB = C::KB, LDQ = C::LDQ, NT = C::NT, STG = C::STG, LDT = C::LDT;
-    constexpr bool WG = C::WG;
+    constexpr int KB = C::KB, LDQ = C::LDQ, NT = C::NT, STG = C::STG, LDT = C::LDT, NSTG = C::NSTG;
+    constexpr bool WG = C::WG, TMA = C::TMA;
     /* last chunk first (it trails k_state_bwd); the K blocks of a (chunk, head) are adjacent */
     const int kb = blockIdx.x % c.nkb, h = (blockIdx.x / c.nkb) % c.Hv;
     const int ci = c.ncmax - 1 - (int)(blockIdx.x / (c.nkb * c.Hv));
@@ -3008,7 +3048,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     if (WG) cv.p += (1024u - (smem_u32(cv.p) & 1023u)) & 1023u; /* the swizzled tiles' atoms */
     uint16_t *Ts = cv.take<uint16_t>(64 * LDT); /* T, fp16 (swizzled with WG) */
     unsigned char *stage_base = cv.p;
-    uint16_t *stg = cv.take<uint16_t>(2 * STG);
+    uint16_t *stg = cv.take<uint16_t>(NSTG * STG);
     {
         Carve post{stage_base}; /* the stages' space covers what the combine step puts there */
         post.take<unsigned char>(C::STAGE_BYTES);
@@ -3020,6 +3060,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     float *red = cv.take<float>(16);                             /* [0..7] <dH,S0> per warp, [8..15] max per warp */
     uint16_t *Qs = cv.take<uint16_t>(64 * LDQ), *Ks = cv.take<uint16_t>(64 * LDQ); /* Qn, Kn (this K block), fp16 */
     uint16_t *Ps = cv.take<uint16_t>(64 * LD64);                                  /* P, fp16 (read in step 3) */
+    uint64_t *mb = cv.take<uint64_t>(TMA ? NSTG : 0);                            /* OH_GDN_CB_TMA: a stage landed */
 #define dOs(s) (stg + (s) * STG)
 #define Us(s) (stg + (s) * STG + 64 * LDT)
 #define dUs(s) (stg + (s) * STG + 2 * 64 * LDT)
@@ -3052,6 +3093,17 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
             cp_async16(dHs(s) + to(r, c8 * 8), ok ? c.dH + off : c.dH, ok);
         }
     };
+    /* OH_GDN_CB_TMA (thread 0): slice vs into stage s, STG elements on mb[s] */
+    auto tma_slice = [&](int s, int vs) {
+        const int row = (int)chh * 64, col = vs * 64;
+        mbar_expect_tx(mb + s, (uint32_t)STG * 2);
+        tma_load_2d(dOs(s), &c.tm[TM_CB_DO], col, row, mb + s);
+        tma_load_2d(Us(s), &c.tm[TM_CB_U], col, row, mb + s);
+        tma_load_2d(dUs(s), &c.tm[TM_CB_DU], col, row, mb + s);
+        tma_load_3d(Vs(s), &c.tm[TM_CB_V], col, h, ch.t0, mb + s);
+        tma_load_3d(Hs(s), &c.tm[TM_CB_H], col, kc0, (int)chh, mb + s);
+        tma_load_3d(dHs(s), &c.tm[TM_CB_DH], col, kc0, (int)chh, mb + s);
+    };
 
     /* ---- 1. gates, T, P, this block's Qn and Kn columns (k_prep's) ----
      * None of it comes from k_state_bwd, so it is loaded before the wait; the
@@ -3076,10 +3128,24 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
         cp_async16(Ks + r * LDQ + c8 * 8, ok ? c.Kn + off : c.Kn, ok);
     }
     cp_async_commit();
+    if constexpr (TMA) {
+        if (tid == 0) {
+            for (int i = 0; i < NSTG; i++) mbar_init(mb + i, 1);
+            fence_mbar_init();
+        }
+        __syncthreads(); /* the mbarriers, before anyone waits on them */
+    }
     flag_wait(c.flB + chh, c.nvb); /* every column block of k_state_bwd (and k_dout_prep) is done */
     PHASE_MARK(1);
-    load_slice(0, 0);
-    cp_async_commit();
+    if constexpr (TMA) {
+        if (tid == 0) {
+            fence_proxy_async_global(); /* k_state_bwd's stores, seen through the flag, before the copies */
+            for (int i = 0; i < NSTG && i < nvb; i++) tma_slice(i, i);
+        }
+    } else {
+        load_slice(0, 0);
+        cp_async_commit();
+    }
     if (tid < 64) {
         Gs[tid] = gi;
         Bs[tid] = bi;
@@ -3106,11 +3172,15 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
     float vdr[2] = {0.f, 0.f}, hds = 0.f;
 
     for (int vs = 0; vs < nvb; vs++) {
-        const int s = vs & 1;
+        const int s = TMA ? vs % NSTG : vs & 1;
         cp_async_wait<0>();
+        if (TMA) mbar_wait(mb + s, (uint32_t)(vs / NSTG) & 1u);
         if (WG) fence_async_smem(); /* the copies, visible to wgmma */
         __syncthreads(); /* slice vs is in; every warp is done with slice vs - 1 */
-        if (vs + 1 < nvb) {
+        if constexpr (TMA) {
+            /* stage (vs - 1) % NSTG is free now */
+            if (tid == 0 && vs > 0 && vs - 1 + NSTG < nvb) tma_slice((vs - 1) % NSTG, vs - 1 + NSTG);
+        } else if (vs + 1 < nvb) {
             load_slice(s ^ 1, vs + 1);
             cp_async_commit();
         }
@@ -3220,7 +3290,7 @@ template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(
                     R[n][2 * hf + 1] = r1;
                     mr[hf] = fmaxf(mr[hf], fmaxf(fabsf(r0), fabsf(r1)));
                     const uint32_t vv = ld32(Vs(s) + to(j, lc));
-                    vdr[hf] += r0 * bf2f_lo(vv) + r1 * bf2f_hi(vv);
+                    if (!TMA || j < ch.len) vdr[hf] += r0 * bf2f_lo(vv) + r1 * bf2f_hi(vv); /* TMA: rows past the chunk loaded */
                     if (kb == 0 && j < ch.len && col < V)
                         st32(c.dv + ((size_t)(ch.t0 + j) * Hv + h) * V + col, pack_bf16(Bs[j] * r0, Bs[j] * r1));
                 }
@@ -4270,32 +4340,25 @@ static int plan_overlap(const Ctx &c, bool bwd, Overlap *o, bool fuse = false) {
     return 0;
 #endif
 }
-template <int KBT> static int run_chunk_bwd(const Ctx &c, cudaStream_t st, bool early) {
-    return launch(k_chunk_bwd<KBT>, dim3(c.ncmax * c.Hv * c.nkb), dim3(256), chunk_bwd_smem<KBT>(), st,
-                  "k_chunk_bwd", c, early);
-}
-/* K split in nkb = ceil(K / 128) blocks of <= 128 columns. */
-static int chunk_bwd(const Ctx &c, cudaStream_t st, bool early) {
-    const int kb = (c.K + c.nkb - 1) / c.nkb;
-    if (kb <= 32) return run_chunk_bwd<2>(c, st, early);
-    if (kb <= 64) return run_chunk_bwd<4>(c, st, early);
-    if (kb <= 96) return run_chunk_bwd<6>(c, st, early);
-    return run_chunk_bwd<8>(c, st, early);
-}
-
-/* OH_GDN_TMA: one 2D tensor map, dim0 (contiguous) x dim1 elements of esize
- * bytes, rows stride1 bytes apart, boxes of box0 x box1, 128-byte swizzle or
- * none; elements out of range read as zero. */
-static int tma_map(TmaMap *m, const void *base, uint64_t dim0, uint64_t dim1, uint64_t stride1, uint32_t box0,
-                   uint32_t box1, uint32_t esize, bool swz, const char *what) { /* swz: 128-byte swizzle */
+/* OH_GDN_TMA: one tensor map, dim0 (contiguous) x dim1 x dim2 elements of esize
+ * bytes (dim2 1: two dimensions), rows stride1 bytes apart and planes stride2,
+ * boxes of box0 x box1 (x box2), 128-byte swizzle or none; elements out of
+ * range read as zero. */
+static int tma_map3(TmaMap *m, const void *base, uint64_t dim0, uint64_t dim1, uint64_t dim2, uint64_t stride1,
+                    uint64_t stride2, uint32_t box0, uint32_t box1, uint32_t box2, uint32_t esize, bool swz,
+                    const char *what) {
+    const int rank = dim2 == 1 && box2 == 1 ? 2 : 3;
 #ifdef OH_EMU
     memset(m, 0, sizeof *m);
     m->base = (const unsigned char *)base;
     m->dim0 = dim0;
     m->dim1 = dim1;
+    m->dim2 = dim2;
     m->stride1 = stride1;
+    m->stride2 = rank == 3 ? stride2 : dim1 * stride1;
     m->box0 = box0;
     m->box1 = box1;
+    m->box2 = box2;
     m->esize = esize;
     m->swz = swz ? 128 : 0;
     (void)what;
@@ -4314,18 +4377,62 @@ static int tma_map(TmaMap *m, const void *base, uint64_t dim0, uint64_t dim1, ui
             return gdn_fail(GDN_STATUS_CUDA, __FILE__, __LINE__, "the driver has no cuTensorMapEncodeTiled");
         enc = (PFN_cuTensorMapEncodeTiled_v12000)f;
     }
-    const cuuint64_t dims[2] = {dim0, dim1}, strides[1] = {stride1};
-    const cuuint32_t box[2] = {box0, box1}, es[2] = {1, 1};
-    const CUresult r = enc(m, esize == 4 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32 : CU_TENSOR_MAP_DATA_TYPE_UINT16, 2,
-                           const_cast<void *>(base), dims, strides, box, es, CU_TENSOR_MAP_INTERLEAVE_NONE,
-                           swz ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE,
+    const cuuint64_t dims[3] = {dim0, dim1, dim2}, strides[2] = {stride1, stride2};
+    const cuuint32_t box[3] = {box0, box1, box2}, es[3] = {1, 1, 1};
+    const CUresult r = enc(m, esize == 4 ? CU_TENSOR_MAP_DATA_TYPE_FLOAT32 : CU_TENSOR_MAP_DATA_TYPE_UINT16,
+                           (cuuint32_t)rank, const_cast<void *>(base), dims, strides, box, es,
+                           CU_TENSOR_MAP_INTERLEAVE_NONE, swz ? CU_TENSOR_MAP_SWIZZLE_128B : CU_TENSOR_MAP_SWIZZLE_NONE,
                            CU_TENSOR_MAP_L2_PROMOTION_L2_128B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     if (r != CUDA_SUCCESS)
-        return gdn_fail(GDN_STATUS_CUDA, __FILE__, __LINE__, "cuTensorMapEncodeTiled (%s, %llu x %llu): error %d", what,
-                        (unsigned long long)dim0, (unsigned long long)dim1, (int)r);
+        return gdn_fail(GDN_STATUS_CUDA, __FILE__, __LINE__,
+                        "cuTensorMapEncodeTiled (%s, %llu x %llu x %llu): error %d", what, (unsigned long long)dim0,
+                        (unsigned long long)dim1, (unsigned long long)dim2, (int)r);
     return 0;
 #endif
 }
+static int tma_map(TmaMap *m, const void *base, uint64_t dim0, uint64_t dim1, uint64_t stride1, uint32_t box0,
+                   uint32_t box1, uint32_t esize, bool swz, const char *what) {
+    return tma_map3(m, base, dim0, dim1, 1, stride1, 0, box0, box1, 1, esize, swz, what);
+}
+/* OH_GDN_CB_TMA: k_chunk_bwd's maps, [64][64] (128-byte swizzle) boxes of the
+ * [nc Hv 64][V] dO, U and dU, of v ([T][Hv][V]: box 64 x 1 x 64), and the
+ * [KB][64] boxes of the [nc Hv][K][V] S0 and dH */
+static int cb_maps(Ctx *c, int KB) {
+    const uint64_t K = (uint64_t)c->K, V = (uint64_t)c->V, Hv = (uint64_t)c->Hv, nch = (uint64_t)c->ncmax * c->Hv;
+    if (nch * 64 > 0x7fffffffu || (uint64_t)c->T > 0x7fffffffu)
+        return gdn_fail(GDN_STATUS_UNSUPPORTED, __FILE__, __LINE__,
+                        "%d chunks x %d value heads: %llu rows of dO exceed the bulk copies' 2^31 - 1 coordinates",
+                        c->ncmax, c->Hv, (unsigned long long)(nch * 64));
+    int r;
+    if ((r = tma_map(&c->tm[TM_CB_DO], c->dOh, V, nch * 64, 2 * V, 64, 64, 2, true, "dO")) ||
+        (r = tma_map(&c->tm[TM_CB_U], c->U, V, nch * 64, 2 * V, 64, 64, 2, true, "U")) ||
+        (r = tma_map(&c->tm[TM_CB_DU], c->Uv, V, nch * 64, 2 * V, 64, 64, 2, true, "dU")) ||
+        (r = tma_map3(&c->tm[TM_CB_V], c->v, V, Hv, (uint64_t)c->T, 2 * V, 2 * V * Hv, 64, 1, 64, 2, true, "v")) ||
+        (r = tma_map3(&c->tm[TM_CB_H], c->H, V, K, nch, 2 * V, 2 * V * K, 64, (uint32_t)KB, 1, 2, true, "S0")) ||
+        (r = tma_map3(&c->tm[TM_CB_DH], c->dH, V, K, nch, 2 * V, 2 * V * K, 64, (uint32_t)KB, 1, 2, true, "dH")))
+        return r;
+    return 0;
+}
+template <int KBT> static int run_chunk_bwd(const Ctx &c, cudaStream_t st, bool early) {
+    if (OH_GDN_CB_TMA) {
+        Ctx cc = c;
+        const int r = cb_maps(&cc, 16 * KBT);
+        if (r) return r;
+        return launch(k_chunk_bwd<KBT>, dim3(c.ncmax * c.Hv * c.nkb), dim3(256), chunk_bwd_smem<KBT>(), st,
+                      "k_chunk_bwd", cc, early);
+    }
+    return launch(k_chunk_bwd<KBT>, dim3(c.ncmax * c.Hv * c.nkb), dim3(256), chunk_bwd_smem<KBT>(), st,
+                  "k_chunk_bwd", c, early);
+}
+/* K split in nkb = ceil(K / 128) blocks of <= 128 columns. */
+static int chunk_bwd(const Ctx &c, cudaStream_t st, bool early) {
+    const int kb = (c.K + c.nkb - 1) / c.nkb;
+    if (kb <= 32) return run_chunk_bwd<2>(c, st, early);
+    if (kb <= 64) return run_chunk_bwd<4>(c, st, early);
+    if (kb <= 96) return run_chunk_bwd<6>(c, st, early);
+    return run_chunk_bwd<8>(c, st, early);
+}
+
 /* The wgmma state kernels' maps (OH_GDN_TMA, K <= 128): [64][64] tiles of the
  * [nc Hv 64][K] Wu, Kn, Qn, the [nc Hv 64][64] P, the [nc Hv 64][V] Uv and dO
  * (128-byte swizzle), and G's 64 values a (chunk, head). */

@@ -77,18 +77,21 @@ struct Copy {
 };
 
 /* A tensor map as cuTensorMapEncodeTiled makes it (the emulator's own form):
- * dim0 (contiguous) x dim1 elements, rows stride1 bytes apart, boxes of box0 x
- * box1 elements; out-of-range elements read as zero (loads) or are not
- * written (stores); swz (0, 32 or 128): bits 4.. of the shared address (the
- * 16-byte pieces) XOR-ed with bits 7.. (one bit for 32, three for 128; the box
- * in shared memory must then be 256- or 1024-byte aligned). */
+ * dim0 (contiguous) x dim1 x dim2 elements (dim2 1 for two dimensions), rows
+ * stride1 bytes apart, planes stride2, boxes of box0 x box1 x box2 elements
+ * (in shared memory one after another, rows of box0); out-of-range elements
+ * read as zero (loads) or are not written (stores); swz (0, 32 or 128): bits
+ * 4.. of the shared address (the 16-byte pieces) XOR-ed with bits 7.. (one bit
+ * for 32, three for 128; the box in shared memory must then be 256- or
+ * 1024-byte aligned). */
 struct alignas(64) TensorMap2D {
     const unsigned char *base;
-    uint64_t dim0, dim1, stride1;
-    uint32_t box0, box1, esize;
+    uint64_t dim0, dim1, dim2, stride1, stride2;
+    uint32_t box0, box1, box2, esize;
     int swz;
-    unsigned char pad[64];
+    unsigned char pad[44];
 };
+static_assert(sizeof(TensorMap2D) == 128, "a tensor map is 128 bytes, as CUtensorMap");
 /* A bulk tensor store as issued: the box at (x, y) of map m from shared memory src. */
 struct BulkStore {
     const TensorMap2D *m;
@@ -325,26 +328,31 @@ inline size_t tma_swz(const TensorMap2D *tm, uint32_t a, size_t o) {
     const uint32_t mask = tm->swz == 128 ? 7u : tm->swz == 32 ? 1u : 0u;
     return o ^ (size_t)((((a + o) >> 7) & mask) << 4);
 }
+inline size_t tma_box_bytes(const TensorMap2D *tm) { return (size_t)tm->box0 * tm->box1 * tm->box2 * tm->esize; }
 inline void tma_check(const TensorMap2D *tm, const void *sp, uint32_t a, const char *where) {
-    const size_t bytes = (size_t)tm->box0 * tm->box1 * tm->esize;
+    const size_t bytes = tma_box_bytes(tm);
+    if (tm->box2 < 1 || tm->dim2 < 1) die("bulk tensor copy: map without a third dimension (box2, dim2 >= 1)", where);
     if (a & (tm->swz == 128 ? 1023u : tm->swz == 32 ? 255u : 127u)) die("bulk tensor copy: shared address misaligned", where);
     if ((const unsigned char *)sp + bytes > st().smem + st().smem_bytes) die("bulk tensor copy past shared memory", where);
     if (tm->swz && tm->box0 * tm->esize != (uint32_t)tm->swz) die("bulk tensor copy: swizzle span != box row bytes", where);
     if ((tm->box0 * tm->esize) % 16) die("bulk tensor copy: box rows not a multiple of 16 bytes", where);
 }
-/* cp.async.bulk.tensor.2d global -> shared, completing bytes on bar */
-inline void tma_load_2d(void *dst, const TensorMap2D *tm, int x, int y, uint64_t *bar, const char *where) {
+/* cp.async.bulk.tensor.{2,3}d global -> shared, completing bytes on bar (z 0 for two dimensions) */
+inline void tma_load_3d(void *dst, const TensorMap2D *tm, int x, int y, int z, uint64_t *bar, const char *where) {
     const uint32_t a = smem_addr(dst, where);
     tma_check(tm, dst, a, where);
-    const size_t bytes = (size_t)tm->box0 * tm->box1 * tm->esize;
+    const size_t bytes = tma_box_bytes(tm);
     std::vector<unsigned char> img(bytes, 0);
-    for (uint32_t r = 0; r < tm->box1; r++)
-        for (uint32_t c = 0; c < tm->box0; c++) {
-            const long long gx = (long long)x + c, gy = (long long)y + r;
-            const size_t o = tma_swz(tm, a, ((size_t)r * tm->box0 + c) * tm->esize);
-            if (gx >= 0 && gy >= 0 && (uint64_t)gx < tm->dim0 && (uint64_t)gy < tm->dim1)
-                memcpy(&img[o], tm->base + (size_t)gy * tm->stride1 + (size_t)gx * tm->esize, tm->esize);
-        }
+    for (uint32_t p = 0; p < tm->box2; p++)
+        for (uint32_t r = 0; r < tm->box1; r++)
+            for (uint32_t c = 0; c < tm->box0; c++) {
+                const long long gx = (long long)x + c, gy = (long long)y + r, gz = (long long)z + p;
+                const size_t o = tma_swz(tm, a, (((size_t)p * tm->box1 + r) * tm->box0 + c) * tm->esize);
+                if (gx >= 0 && gy >= 0 && gz >= 0 && (uint64_t)gx < tm->dim0 && (uint64_t)gy < tm->dim1 &&
+                    (uint64_t)gz < tm->dim2)
+                    memcpy(&img[o], tm->base + (size_t)gz * tm->stride2 + (size_t)gy * tm->stride1 + (size_t)gx * tm->esize,
+                           tm->esize);
+            }
     Mbar *m = mbar_find(bar, where);
     State &s = st();
     if (s.policy == POLICY_RANDOM && (s.rng() & 1))
@@ -354,6 +362,10 @@ inline void tma_load_2d(void *dst, const TensorMap2D *tm, int x, int y, uint64_t
     m->tx -= (long long)bytes;
     if (m->tx < 0) die("bulk tensor copy: more bytes than the mbarrier expects", where);
     mbar_check(m);
+}
+inline void tma_load_2d(void *dst, const TensorMap2D *tm, int x, int y, uint64_t *bar, const char *where) {
+    if (tm->dim2 != 1 || tm->box2 != 1) die("bulk tensor copy: a three-dimensional map loaded as 2d", where);
+    tma_load_3d(dst, tm, x, y, 0, bar, where);
 }
 
 
@@ -375,6 +387,7 @@ inline void bulk_do(const BulkStore &b) {
 inline void tma_store_2d(const TensorMap2D *tm, int x, int y, const void *src, const char *where) {
     BulkStore b{tm, x, y, (const unsigned char *)src, smem_addr(src, where), where};
     tma_check(tm, src, b.saddr, where);
+    if (tm->dim2 != 1 || tm->box2 != 1) die("bulk tensor store: a three-dimensional map stored as 2d", where);
     State &s = st();
     if (s.policy == POLICY_RANDOM && (s.rng() & 1))
         self()->bcur.push_back(b);
