@@ -2989,7 +2989,7 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
  * and masked where they are read; S0's and dH's are [nc Hv][K][V], so the
  * rows past K (a partial K block) read as zero. */
 #ifndef OH_GDN_CB_TMA
-#define OH_GDN_CB_TMA 0
+#define OH_GDN_CB_TMA 1
 #endif
 #ifndef OH_GDN_CB_NSTG
 #define OH_GDN_CB_NSTG 2
