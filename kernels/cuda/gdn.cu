@@ -1375,7 +1375,8 @@ template <int ROWS, int COLS8, int NTH> struct TilePlan {
     }
 };
 
-/* OH_GDN_TMA: thread 0 issues a stage's bulk copies, all completing on bar:
+/* OH_GDN_TMA: one thread (thread 0 for a kernel's first chunk, then the
+ * signaller warp's lane 0) issues a stage's bulk copies, all completing on bar:
  * for each of the nk maps km[i] the NKT [64][64] tiles of rows row.. (columns
  * 64 t.., past K zero) into kt[i] + t TILE; with pt, P's tile; the [64][64]
  * tile of map vm at (vcol, row) into vt; G's 64 values of row grow into gt. */
@@ -2980,14 +2981,17 @@ template <int KT> static __global__ void __launch_bounds__(160, 1) k_state_bwd_w
 #ifndef OH_GDN_CB_WGMMA
 #define OH_GDN_CB_WGMMA 1
 #endif
-/* -DOH_GDN_CB_TMA=1 (with CB_WGMMA): thread 0 loads each V slice (dO, U, dU,
- * v, S0 and dH rows) by six bulk tensor copies completing on one mbarrier a
- * stage, OH_GDN_CB_NSTG stages (3: every slice of V <= 192 issued at once
- * after the flag), instead of 12-20 cp.async a thread.  The maps (cb_maps)
- * are made at launch: v's is the caller's tensor, [T][Hv][V] as three
- * dimensions, so its rows past the chunk (the next document's) are loaded
- * and masked where they are read; S0's and dH's are [nc Hv][K][V], so the
- * rows past K (a partial K block) read as zero. */
+/* OH_GDN_CB_TMA (default 1, needs CB_WGMMA): thread 0 loads each V slice (dO,
+ * U, dU, v, S0 and dH rows) by six bulk tensor copies completing on one
+ * mbarrier a stage, OH_GDN_CB_NSTG stages (all issued after the flag, then
+ * one slice as a stage frees), instead of 12-20 cp.async a thread.  The maps
+ * (cb_maps) are made at launch: v's is the caller's tensor, [T][Hv][V] as
+ * three dimensions, so its rows past the chunk (the next document's) are
+ * loaded and masked where they are read; S0's and dH's are [nc Hv][K][V], so
+ * the rows past K (a partial K block) read as zero.  H100, one call
+ * (bench/runs/2026-12-07-cbtma): f+b 1.75 / 6.17 / 6.67 / 6.22 ms -> 1.74 /
+ * 6.03 / 6.49 / 6.03 (two stages); three stages (every slice of V <= 192 at
+ * once, K blocks <= 96) 1.74 / 6.03 / 6.61 / 6.09, V loop 10.4 us a block. */
 #ifndef OH_GDN_CB_TMA
 #define OH_GDN_CB_TMA 1
 #endif
