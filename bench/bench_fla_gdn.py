@@ -6,7 +6,7 @@ forward, and forward + backward, CUDA events, 3 warm-up runs, median of 20.
 
 FLA is not installed on the GPU machine: put a copy of its fla/ folder at the
 repository root (git-ignored) and run from there:
-    PYTHONPATH=$PWD python3 bench/bench_fla_gdn.py [--quick] [--ours out/gdn/bench_gdn.tsv]
+    PYTHONPATH=$PWD python3 bench/bench_fla_gdn.py [--quick] [--shape NAME]... [--ours out/gdn/bench_gdn.tsv]
 With --ours (the TSV bench_gdn --tsv wrote in the same run) it prints FLA / ours.
 
 FLA refuses its own backward on Hopper with Triton < 3.7.1 (its results are
@@ -23,6 +23,8 @@ import sys
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="1x8192 only")
+    ap.add_argument("--shape", action="append", default=[],
+                    help="only this shape (1x8192, 4x8192, 1x32768, 16docs/32768); may be repeated")
     ap.add_argument("--ours", help="TSV written by bench_gdn --tsv (same run) to compare with")
     ap.add_argument("--iters", type=int, default=20)
     ap.add_argument("--profile", action="store_true",
@@ -77,6 +79,13 @@ def main():
     shapes.append(("16docs/32768", 1, lens))
     if args.quick:
         shapes = shapes[:1]
+    if args.shape:
+        known = [name for name, _, _ in shapes]
+        for want in args.shape:
+            if want not in known:
+                print(f"--shape {want}: unknown shape (known: {', '.join(known)})")
+                return 2
+        shapes = [sh for sh in shapes if sh[0] in args.shape]
 
     ours = {}
     if args.ours and os.path.exists(args.ours):
