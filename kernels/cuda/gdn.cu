@@ -3013,7 +3013,7 @@ template <int KBT> struct ChunkBwdCfg {
     static constexpr int LDT = WG ? 64 : LD64; /* row stride of the stage tiles and T */
     static constexpr int STG = 4 * 64 * LDT + 2 * KB * LDT; /* stage: dO, U, dU, v [64][LDT]; S0, dH rows [KB][LDT] */
     static constexpr size_t POST = 2 * 64 * LD64 * 2 + 64 * (KB + 4) * 4; /* Ph, Zh, Xch */
-    /* shared memory besides the stages (16-byte pieces as Carve takes them; 16 bytes for the mbarriers) */
+    /* shared memory besides the stages (16-byte pieces as Carve takes them; 32 bytes for up to 4 mbarriers) */
     static constexpr size_t BASE = (WG ? 1024 : 0) + 10 * 256 + 2 * 4 * 64 * 4 + 16 * 4 +
                                    2 * (((size_t)64 * LDQ * 2 + 15) / 16 * 16) + 64 * LDT * 2 /* T */ +
                                    64 * LD64 * 2 /* P */ + (TMA ? 8 * 4 : 0);
