@@ -3013,20 +3013,21 @@ template <int KBT> struct ChunkBwdCfg {
     static constexpr int LDT = WG ? 64 : LD64; /* row stride of the stage tiles and T */
     static constexpr int STG = 4 * 64 * LDT + 2 * KB * LDT; /* stage: dO, U, dU, v [64][LDT]; S0, dH rows [KB][LDT] */
     static constexpr size_t POST = 2 * 64 * LD64 * 2 + 64 * (KB + 4) * 4; /* Ph, Zh, Xch */
-    /* shared memory besides the stages (16-byte pieces as Carve takes them; 32 bytes for up to 4 mbarriers) */
-    static constexpr size_t BASE = (WG ? 1024 : 0) + 10 * 256 + 2 * 4 * 64 * 4 + 16 * 4 +
-                                   2 * (((size_t)64 * LDQ * 2 + 15) / 16 * 16) + 64 * LDT * 2 /* T */ +
-                                   64 * LD64 * 2 /* P */ + (TMA ? 8 * 4 : 0);
-    /* stages: OH_GDN_CB_NSTG with CB_TMA where they fit (K blocks of <= 96 for 3), else 2 */
-    static constexpr int NSTG = TMA && BASE + (size_t)OH_GDN_CB_NSTG * STG * 2 <= 232448 ? OH_GDN_CB_NSTG : 2;
+    /* shared memory besides the stages and the mbarriers, in the order the kernel carves it (every piece a
+     * multiple of 16 bytes): alignment slack, gates and rows (10 x 64 floats), colA / colB, red, Qs, Ks, T, P */
+    static constexpr size_t BASE = (WG ? 1024 : 0) + 10 * 64 * 4 + 2 * 4 * 64 * 4 + 16 * 4 +
+                                   2 * (size_t)64 * LDQ * 2 + 64 * LDT * 2 + 64 * LD64 * 2;
+    /* stages: OH_GDN_CB_NSTG with CB_TMA where they fit with their mbarriers (K blocks of <= 96 for 3), else 2 */
+    static constexpr int NSTG =
+        TMA && BASE + (size_t)OH_GDN_CB_NSTG * STG * 2 + 32 /* up to 4 mbarriers */ <= 232448 ? OH_GDN_CB_NSTG : 2;
     static constexpr size_t STAGE_BYTES = NSTG * STG * 2 > POST ? NSTG * STG * 2 : POST;
+    static constexpr size_t MBAR_BYTES = TMA ? (8 * NSTG + 15) / 16 * 16 : 0;
+    static_assert((64 * LDQ * 2) % 16 == 0 && STAGE_BYTES % 16 == 0, "Carve's 16-byte pieces");
 };
 
 template <int KBT> static size_t chunk_bwd_smem() {
     typedef ChunkBwdCfg<KBT> C;
-    return (C::WG ? 1024 : 0) + carve16(64 * 4) * 10 + carve16(2 * 4 * 64 * 4) + carve16(16 * 4) +
-           2 * carve16((size_t)64 * C::LDQ * 2) + carve16(64 * C::LDT * 2) /* T */ + carve16(64 * LD64 * 2) /* P */ +
-           carve16(C::STAGE_BYTES) + (C::TMA ? carve16(8 * C::NSTG) : 0);
+    return C::BASE + C::STAGE_BYTES + C::MBAR_BYTES;
 }
 
 template <int KBT> static __global__ void __launch_bounds__(256, 1) k_chunk_bwd(CB_CTX c) {
@@ -4403,7 +4404,7 @@ static int tma_map(TmaMap *m, const void *base, uint64_t dim0, uint64_t dim1, ui
  * [KB][64] boxes of the [nc Hv][K][V] S0 and dH */
 static int cb_maps(Ctx *c, int KB) {
     const uint64_t K = (uint64_t)c->K, V = (uint64_t)c->V, Hv = (uint64_t)c->Hv, nch = (uint64_t)c->ncmax * c->Hv;
-    if (nch * 64 > 0x7fffffffu || (uint64_t)c->T > 0x7fffffffu)
+    if (nch * 64 > 0x7fffffffu) /* (T <= 2^30: sizes_ok) */
         return gdn_fail(GDN_STATUS_UNSUPPORTED, __FILE__, __LINE__,
                         "%d chunks x %d value heads: %llu rows of dO exceed the bulk copies' 2^31 - 1 coordinates",
                         c->ncmax, c->Hv, (unsigned long long)(nch * 64));
